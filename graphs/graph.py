@@ -1,0 +1,71 @@
+"""The RAPID state machine: perceive -> reason -> score, built and compiled once.
+
+    START -> perceive --(error)--> END
+                 \\-> reason --(no gold or error)--> END
+                         \\-> score -> END
+
+Backends and mode come from the per-call `RapidContext`: `graph.invoke(sample, context=RapidContext(...))`.
+Nodes are async; the sync API (`invoke`, `batch`) runs each node on a private event loop in LangGraph's worker
+thread, so both APIs share the engines' micro-batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Awaitable, Callable
+from functools import lru_cache
+from typing import Literal
+
+from langchain_core.runnables import RunnableLambda
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from rapid_agent.config import RapidContext
+from rapid_agent.graphs.nodes import perceive, reason, score
+from rapid_agent.graphs.state import RapidInput, RapidState
+
+
+def _sync(afunc: Callable[[RapidState], Awaitable[dict]]) -> Callable[[RapidState], dict]:
+    def run(state: RapidState) -> dict:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(afunc(state))
+        # called from inside a running loop (sync invoke from async code): run on a private loop elsewhere
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, afunc(state)).result()
+
+    run.__name__ = afunc.__name__
+    return run
+
+
+def _node(afunc: Callable[[RapidState], Awaitable[dict]]) -> RunnableLambda:
+    return RunnableLambda(_sync(afunc), afunc=afunc, name=afunc.__name__)
+
+
+def after_perceive(state: RapidState) -> Literal["reason", "__end__"]:
+    return END if state.get("errors") else "reason"
+
+
+def after_reason(state: RapidState) -> Literal["score", "__end__"]:
+    return "score" if state.get("answer") is not None and not state.get("errors") else END
+
+
+def build_graph() -> StateGraph:
+    """The uncompiled graph, for users who add nodes or a checkpointer before compiling."""
+    graph = StateGraph(RapidState, context_schema=RapidContext, input_schema=RapidInput)
+    graph.add_node("perceive", _node(perceive))
+    graph.add_node("reason", _node(reason))
+    graph.add_node("score", _node(score))
+    graph.add_edge(START, "perceive")
+    graph.add_conditional_edges("perceive", after_perceive)
+    graph.add_conditional_edges("reason", after_reason)
+    graph.add_edge("score", END)
+    return graph
+
+
+@lru_cache(maxsize=1)
+def get_graph() -> CompiledStateGraph:
+    """The compiled RAPID graph (compiled once per process)."""
+    return build_graph().compile(name="rapid")

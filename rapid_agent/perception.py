@@ -1,0 +1,101 @@
+"""Perception modes: what the captioner is asked for, how its output splits into caption and tentative solution,
+and how those parts become the reasoner's prompt.
+
+    none      the reasoner sees only the question (text-only baseline)
+    cap       a generic caption of the image
+    qcap      a caption of what the question needs
+    sol       a tentative solution
+    cap+sol   caption and solution from one captioner call
+    qcap+sol  query-related caption and solution from one call (the paper's default)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
+
+Mode = Literal["none", "cap", "qcap", "sol", "cap+sol", "qcap+sol"]
+MODES: tuple[str, ...] = get_args(Mode)
+DEFAULT_MODE: Mode = "qcap+sol"
+
+
+def check_mode(mode: str) -> Mode:
+    if mode not in MODES:
+        raise ValueError(f"unknown perception mode {mode!r}; choose one of {', '.join(MODES)}")
+    return mode  # type: ignore[return-value]
+
+
+def has_caption(mode: str) -> bool:
+    return check_mode(mode) in ("cap", "qcap", "cap+sol", "qcap+sol")
+
+
+def has_solution(mode: str) -> bool:
+    return check_mode(mode) in ("sol", "cap+sol", "qcap+sol")
+
+
+def captioner_prompt(mode: str, question: str, prompts: Prompts = DEFAULT_PROMPTS) -> str | None:
+    """The captioner's prompt for `mode`, or None when the mode needs no perception."""
+    mode = check_mode(mode)
+    if mode == "none":
+        return None
+    caption = prompts.caption if mode.startswith("cap") else prompts.query_caption.format(question=question)
+    if mode in ("cap", "qcap"):
+        return caption
+    if mode == "sol":
+        return prompts.solution.format(question=question)
+    return prompts.caption_and_solution.format(caption_instruction=caption, question=question)
+
+
+@dataclass(frozen=True)
+class Perception:
+    """The captioner's output split into its parts; either part is None when the mode does not produce it."""
+
+    caption: str | None
+    solution: str | None
+
+
+_TAG = r"<{0}>(.*?)(?:</{0}>|$)"
+
+
+def _tagged(text: str, tag: str) -> str | None:
+    match = re.search(_TAG.format(tag), text, flags=re.DOTALL | re.IGNORECASE)
+    return match.group(1).strip() if match else None
+
+
+def split_output(mode: str, text: str) -> Perception:
+    """Split a captioner output per `mode`. Combined modes read the <caption>/<solution> tags; when the model
+    ignored them, the text before a solution tag (or all of it) counts as the caption and the solution is None."""
+    mode = check_mode(mode)
+    text = text.strip()
+    if mode == "none":
+        return Perception(None, None)
+    if mode in ("cap", "qcap"):
+        return Perception(_tagged(text, "caption") or text, None)
+    if mode == "sol":
+        return Perception(None, _tagged(text, "solution") or text)
+    caption = _tagged(text, "caption")
+    solution = _tagged(text, "solution")
+    if caption is None:
+        caption = re.split(r"<solution>", text, maxsplit=1, flags=re.IGNORECASE)[0].strip() or None
+    return Perception(caption, solution)
+
+
+def reasoner_prompt(question: str, perception: Perception, mode: str, prompts: Prompts = DEFAULT_PROMPTS) -> str:
+    """The reasoner's user prompt: caption (with its warning), question, tentative solution (with its warning)."""
+    mode = check_mode(mode)
+    if mode == "none":
+        return prompts.direct_answer.format(question=question)
+    caption_block = prompts.caption_block.format(caption=perception.caption) if has_caption(mode) else ""
+    solution_block = ""
+    if has_solution(mode):
+        solution = perception.solution or "(the vision model gave no solution)"
+        solution_block = prompts.solution_block.format(solution=solution)
+    return prompts.reason.format(
+        caption_block=caption_block,
+        question=question,
+        solution_block=solution_block,
+        instruction=prompts.reason_instruction,
+    )

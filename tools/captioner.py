@@ -1,0 +1,70 @@
+"""The captioner as a LangChain tool: image + question in, perception text (caption and/or tentative solution) out.
+
+The graph's perceive node calls it in process with a PIL image; an agent can call it with a path or data URL,
+and gets the result as JSON. Requests go through the engine's micro-batcher, so concurrent calls share one
+engine call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langchain_core.tools import BaseTool
+from pydantic import BaseModel, ConfigDict, Field
+
+from rapid_agent.backends import CAPTIONER_DEFAULTS, ChatRequest, Engine, GenerationConfig
+from rapid_agent.backends.batching import get_batcher
+from rapid_agent.inputs import DEFAULT_MAX_PIXELS, load_image
+from rapid_agent.perception import DEFAULT_MODE, captioner_prompt, check_mode, split_output
+from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
+
+
+class CaptionerInput(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    image: Any = Field(description="the image: a file path, a data URL, raw bytes or a PIL image")
+    question: str = Field(description="the question the description should serve")
+
+
+class CaptionerTool(BaseTool):
+    """Describe an image for a text-only reasoner, without answering the question."""
+
+    name: str = "describe_image"
+    description: str = (
+        "Describe an image for someone who cannot see it, focused on a question, and propose a tentative "
+        "solution. Input: an image (path or data URL) and the question. Output: JSON with 'caption' and 'solution'."
+    )
+    args_schema: type[BaseModel] = CaptionerInput
+    engine: Engine
+    mode: str = DEFAULT_MODE
+    gen: GenerationConfig = CAPTIONER_DEFAULTS
+    prompts: Prompts = DEFAULT_PROMPTS
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def _request(self, image: Any, question: str) -> ChatRequest:
+        prompt = captioner_prompt(check_mode(self.mode), question, self.prompts)
+        if prompt is None:
+            raise ValueError("perception mode 'none' uses no captioner")
+        return ChatRequest(prompt=prompt, image=load_image(image, max_pixels=self.max_pixels))
+
+    def _result(self, completion: Any) -> dict:
+        parts = split_output(self.mode, completion.text)
+        return {
+            "caption": parts.caption,
+            "solution": parts.solution,
+            "text": completion.text,
+            "prompt_tokens": completion.prompt_tokens,
+            "completion_tokens": completion.completion_tokens,
+            "latency_s": completion.latency_s,
+        }
+
+    def _run(self, image: Any, question: str, **_: Any) -> dict:
+        return self._result(get_batcher(self.engine).submit(self._request(image, question), self.gen))
+
+    async def _arun(self, image: Any, question: str, **_: Any) -> dict:
+        return self._result(await get_batcher(self.engine).asubmit(self._request(image, question), self.gen))
+
+
+def make_captioner_tool(engine: Engine, **settings: Any) -> CaptionerTool:
+    """A captioner tool over `engine`; settings are `mode`, `gen`, `prompts`, `max_pixels`."""
+    return CaptionerTool(engine=engine, **settings)
