@@ -1,0 +1,34 @@
+"""A seeded, verifiable synthetic visual-reasoning world: coloured shapes on a grid, questions with gold answers.
+
+    items = generate_items(8, seed=0)                  # dicts: image, question, answer, description, solution, ...
+    world = build_world(1000, 200, seed=0)             # datasets.DatasetDict with a held-out "test" split
+    answer_from_description(item["description"], item["question"], item["choices"])  # oracle reasoner
+
+Images are small (side a multiple of 28) so each object sits in its own Qwen2.5-VL visual token; descriptions
+state counts plainly ("3 red circles, 1 blue square.") so a small text-only reasoner can answer from them.
+"""
+
+from rapid_agent.world.dataset import FEATURES, build_world, generate_items
+from rapid_agent.world.oracle import answer_from_description, parse_counts
+from rapid_agent.world.questions import TEMPLATES, Question, ask, describe, solution
+from rapid_agent.world.scenes import COLOURS, PALETTE, SHAPES, Scene, SceneObject, render, sample_scene
+
+__all__ = [
+    "COLOURS",
+    "FEATURES",
+    "PALETTE",
+    "SHAPES",
+    "TEMPLATES",
+    "Question",
+    "Scene",
+    "SceneObject",
+    "answer_from_description",
+    "ask",
+    "build_world",
+    "describe",
+    "generate_items",
+    "parse_counts",
+    "render",
+    "sample_scene",
+    "solution",
+]

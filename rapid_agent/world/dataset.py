@@ -1,0 +1,131 @@
+"""Items of the synthetic world and their export to a `datasets.DatasetDict` with a held-out test split.
+
+Each item is a dict with the columns of `FEATURES`; `question`, `image` and `answer` are what the trainer and the
+evaluator take, `description` and `solution` are the captioner's supervised targets, and `signature` (the scene's
+objects and cells plus the question text) is what makes the test split held out.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import datasets
+
+from rapid_agent.world.questions import TEMPLATES, ask, describe, solution
+from rapid_agent.world.scenes import check_geometry, render, sample_scene
+
+FEATURES = datasets.Features(
+    {
+        "id": datasets.Value("string"),
+        "image": datasets.Image(),
+        "question": datasets.Value("string"),
+        "answer": datasets.Value("string"),
+        "description": datasets.Value("string"),
+        "solution": datasets.Value("string"),
+        "level": datasets.Value("int32"),
+        "kind": datasets.Value("string"),
+        "choices": datasets.List(datasets.Value("string")),
+        "signature": datasets.Value("string"),
+    }
+)
+
+
+def _iter_items(
+    rng: random.Random, *, prefix: str, levels: Sequence[int], image_size: int, grid: int, max_objects: int
+) -> Iterator[dict[str, Any]]:
+    levels = tuple(levels)
+    if not levels or any(level not in TEMPLATES for level in levels):
+        raise ValueError(f"levels must be a non-empty subset of {sorted(TEMPLATES)}, got {levels!r}")
+    check_geometry(image_size, grid)
+    max_objects = min(max_objects, grid * grid)
+    # Two objects at least, so that every level-2 and level-3 template can usually be posed.
+    min_objects = min(2, max_objects)
+    index = 0
+    while True:
+        level = levels[index % len(levels)]  # cycled, so levels come in equal shares
+        # The template is drawn first and scenes are redrawn until it is well defined, so templates that are often
+        # ill defined (a difference of equal counts, a tie for "most") still get an equal share within their level.
+        kind = rng.choice(sorted(TEMPLATES[level]))
+        for _ in range(1000):
+            scene = sample_scene(rng, grid=grid, min_objects=min_objects, max_objects=max_objects)
+            question = ask(scene, level, rng, kind=kind)
+            if question is not None:
+                break
+        else:
+            raise ValueError(
+                f"template {kind!r} is never well defined with grid={grid!r}, max_objects={max_objects!r}"
+            )
+        yield {
+            "id": f"{prefix}{index:06d}",
+            "image": render(scene, image_size),
+            "question": question.text,
+            "answer": question.answer,
+            "description": describe(scene),
+            "solution": solution(scene, question),
+            "level": question.level,
+            "kind": question.kind,
+            "choices": list(question.choices),
+            "signature": f"{scene.signature()}|{question.text}",
+        }
+        index += 1
+
+
+def generate_items(
+    n: int,
+    *,
+    seed: int,
+    levels: Sequence[int] = (1, 2, 3),
+    image_size: int = 112,
+    grid: int = 4,
+    max_objects: int = 6,
+) -> list[dict[str, Any]]:
+    """`n` items, deterministic per `seed`; levels are cycled in the given order."""
+    rng = random.Random(seed)
+    stream = _iter_items(
+        rng, prefix=f"s{seed}-", levels=levels, image_size=image_size, grid=grid, max_objects=max_objects
+    )
+    return [next(stream) for _ in range(n)]
+
+
+def build_world(
+    n_train: int,
+    n_test: int,
+    *,
+    seed: int = 0,
+    levels: Sequence[int] = (1, 2, 3),
+    image_size: int = 112,
+    grid: int = 4,
+    max_objects: int = 6,
+) -> datasets.DatasetDict:
+    """A "train"/"test" DatasetDict; no (scene, question) signature of test appears in train.
+
+    The splits come from separate seed streams; train items that collide with test are skipped (the test split
+    depends only on `seed` and `n_test`, so it stays fixed when `n_train` changes).
+    """
+    kwargs = {"levels": levels, "image_size": image_size, "grid": grid, "max_objects": max_objects}
+    # String seeds hash through SHA-512 in `random`, so the streams are stable across processes.
+    test_stream = _iter_items(random.Random(f"rapid-world:{seed}:test"), prefix=f"test-{seed}-", **kwargs)
+    test = [next(test_stream) for _ in range(n_test)]
+    held_out = {item["signature"] for item in test}
+    train_stream = _iter_items(random.Random(f"rapid-world:{seed}:train"), prefix=f"train-{seed}-", **kwargs)
+    train: list[dict[str, Any]] = []
+    budget = 20 * n_train + 1000
+    for item in train_stream:
+        if len(train) == n_train:
+            break
+        budget -= 1
+        if budget < 0:
+            raise ValueError(
+                f"could not draw {n_train} train items disjoint from the test split with grid={grid!r}, "
+                f"max_objects={max_objects!r}: the world is too small; use a larger grid or fewer items"
+            )
+        if item["signature"] not in held_out:
+            train.append(item)
+    return datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_list(train, features=FEATURES),
+            "test": datasets.Dataset.from_list(test, features=FEATURES),
+        }
+    )

@@ -1,0 +1,71 @@
+"""An oracle reasoner: answers a world question from the description text alone, by regex.
+
+It shares no arithmetic with the generator in `questions.py` on purpose: the tests use it to check every
+generated gold answer, and other tests use it as a perfect reasoner. It reads counts back from the text
+("2 red circles, 1 blue square."), so it also scores a captioner's description: a wrong count gives a wrong answer.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+_COLOURS = ("red", "blue", "green", "yellow")
+_SHAPES = ("circle", "square", "triangle")
+_COUNT = re.compile(r"(\d+)\s+(red|blue|green|yellow)\s+(circle|square|triangle)s?\b", re.IGNORECASE)
+_OPTION = re.compile(r"\b([A-D])\.\s*([a-z]+)", re.IGNORECASE)
+_WORTH = re.compile(r"each (circle|square|triangle) is worth (\d+) points?", re.IGNORECASE)
+
+
+def parse_counts(description: str) -> dict[tuple[str, str], int]:
+    """(colour, shape) -> count as stated in the description; a repeated pair adds up, an unstated one is 0."""
+    counts: dict[tuple[str, str], int] = {}
+    for n, colour, shape in _COUNT.findall(description):
+        key = (colour.lower(), shape.lower())
+        counts[key] = counts.get(key, 0) + int(n)
+    return counts
+
+
+def _count(counts: dict[tuple[str, str], int], phrase: str) -> int:
+    """How many objects a noun phrase like "red shapes", "squares", "blue circles" or "red" refers to."""
+    words = re.findall(r"[a-z]+", phrase.lower())
+    colour = next((w for w in words if w in _COLOURS), None)
+    shape = next((w.rstrip("s") for w in words if w.rstrip("s") in _SHAPES), None)
+    if colour is None and shape is None and "shapes" not in words:
+        raise ValueError(f"cannot tell what {phrase!r} counts")
+    return sum(n for (c, s), n in counts.items() if colour in (None, c) and shape in (None, s))
+
+
+def _most(counts: dict[tuple[str, str], int], options: Sequence[str], by_colour: bool) -> str:
+    totals = [sum(n for (c, s), n in counts.items() if (c if by_colour else s) == o.lower()) for o in options]
+    best = max(totals)
+    if totals.count(best) != 1:
+        raise ValueError(f"no single option has the most: {dict(zip(options, totals, strict=True))}")
+    return "ABCD"[totals.index(best)]
+
+
+def answer_from_description(description: str, question: str, choices: Sequence[str] = ()) -> str:
+    """The answer to `question` implied by `description`: an integer string, or an option letter.
+
+    `choices` are the multiple-choice options in letter order; when empty they are read from the question's
+    "Options: A. red B. blue ..." text. Raises ValueError for a question it cannot read or a tie.
+    """
+    counts = parse_counts(description)
+    q = " ".join(question.split())
+    low = q.lower()
+    if low.startswith("which"):
+        options = list(choices) or [text for _, text in _OPTION.findall(q.split("Options:", 1)[-1])]
+        if not options or "most" not in low:
+            raise ValueError(f"cannot read a multiple-choice question from {question!r}")
+        return _most(counts, options, by_colour=bool(re.match(r"which colou?r", low)))
+    worth = _WORTH.findall(q)
+    if worth:
+        shape_total = {s: sum(n for (_, sh), n in counts.items() if sh == s) for s in _SHAPES}
+        return str(sum(shape_total[s.lower()] * int(w) for s, w in worth))
+    if m := re.match(r"how many more (.+?) than (.+?) are there", low):
+        return str(_count(counts, m[1]) - _count(counts, m[2]))
+    if m := re.match(r"how many (.+?) and (.+?) are there in total", low):
+        return str(_count(counts, m[1]) + _count(counts, m[2]))
+    if m := re.match(r"how many (.+?) are there", low):
+        return str(_count(counts, m[1]))
+    raise ValueError(f"cannot read question {question!r}")

@@ -1,0 +1,215 @@
+"""Questions about a scene: templates by difficulty level, gold answers, the canonical description, solutions.
+
+Level 1 reads one count, level 2 applies one operation to two read counts (or sums all), level 3 is a multiple
+choice comparison or a weighted sum. Gold answers are computed here from the scene's objects; the independent
+check from the description text lives in `oracle.py`. A template returns None when its quantity would be ill
+defined for the scene (a tie for "most", a non-positive difference), and another is tried.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from rapid_agent.world.scenes import COLOURS, SHAPES, Scene
+
+LETTERS = "ABCD"
+
+
+@dataclass(frozen=True)
+class Question:
+    """A posed question: its text, gold answer, template `kind`, `level`, options and the template's parameters."""
+
+    kind: str
+    level: int
+    text: str
+    answer: str
+    choices: tuple[str, ...] = ()
+    params: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def describe(scene: Scene) -> str:
+    """The canonical description: counts per (colour, shape), ordered by palette colour then shape."""
+    pairs = Counter((o.colour, o.shape) for o in scene.objects)
+    parts = [f"{_plural(pairs[(c, s)], f'{c} {s}')}" for c in COLOURS for s in SHAPES if pairs[(c, s)]]
+    return ", ".join(parts) + "." if parts else "No shapes."
+
+
+def _colour_counts(scene: Scene) -> Counter:
+    return Counter(o.colour for o in scene.objects)
+
+
+def _shape_counts(scene: Scene) -> Counter:
+    return Counter(o.shape for o in scene.objects)
+
+
+def _count_colour(scene: Scene, rng: random.Random) -> Question | None:
+    colour = rng.choice(sorted(_colour_counts(scene)))
+    n = _colour_counts(scene)[colour]
+    return Question("count_colour", 1, f"How many {colour} shapes are there?", str(n), params={"colour": colour})
+
+
+def _count_shape(scene: Scene, rng: random.Random) -> Question | None:
+    shape = rng.choice(sorted(_shape_counts(scene)))
+    n = _shape_counts(scene)[shape]
+    return Question("count_shape", 1, f"How many {shape}s are there?", str(n), params={"shape": shape})
+
+
+def _count_pair(scene: Scene, rng: random.Random) -> Question | None:
+    colour, shape = rng.choice(sorted({(o.colour, o.shape) for o in scene.objects}))
+    n = sum(o.colour == colour and o.shape == shape for o in scene.objects)
+    text = f"How many {colour} {shape}s are there?"
+    return Question("count_pair", 1, text, str(n), params={"colour": colour, "shape": shape})
+
+
+def _two_present(counts: Counter, rng: random.Random) -> tuple[str, str] | None:
+    present = sorted(counts)
+    return tuple(rng.sample(present, 2)) if len(present) >= 2 else None
+
+
+def _diff_colour(scene: Scene, rng: random.Random) -> Question | None:
+    counts = _colour_counts(scene)
+    pair = _two_present(counts, rng)
+    if pair is None or counts[pair[0]] == counts[pair[1]]:
+        return None
+    a, b = sorted(pair, key=lambda c: -counts[c])  # "how many more a than b" only when a > b
+    text = f"How many more {a} shapes than {b} shapes are there?"
+    return Question("diff_colour", 2, text, str(counts[a] - counts[b]), params={"a": a, "b": b})
+
+
+def _diff_shape(scene: Scene, rng: random.Random) -> Question | None:
+    counts = _shape_counts(scene)
+    pair = _two_present(counts, rng)
+    if pair is None or counts[pair[0]] == counts[pair[1]]:
+        return None
+    a, b = sorted(pair, key=lambda s: -counts[s])
+    text = f"How many more {a}s than {b}s are there?"
+    return Question("diff_shape", 2, text, str(counts[a] - counts[b]), params={"a": a, "b": b})
+
+
+def _sum_colour(scene: Scene, rng: random.Random) -> Question | None:
+    counts = _colour_counts(scene)
+    pair = _two_present(counts, rng)
+    if pair is None:
+        return None
+    a, b = (c for c in COLOURS if c in pair)
+    text = f"How many {a} and {b} shapes are there in total?"
+    return Question("sum_colour", 2, text, str(counts[a] + counts[b]), params={"a": a, "b": b})
+
+
+def _sum_shape(scene: Scene, rng: random.Random) -> Question | None:
+    counts = _shape_counts(scene)
+    pair = _two_present(counts, rng)
+    if pair is None:
+        return None
+    a, b = (s for s in SHAPES if s in pair)
+    text = f"How many {a}s and {b}s are there in total?"
+    return Question("sum_shape", 2, text, str(counts[a] + counts[b]), params={"a": a, "b": b})
+
+
+def _total(scene: Scene, rng: random.Random) -> Question | None:
+    return Question("total", 2, "How many shapes are there in total?", str(len(scene.objects)))
+
+
+def _most(kind: str, prompt: str, counts: Counter, options: tuple[str, ...], rng: random.Random) -> Question | None:
+    ranked = sorted(options, key=lambda o: -counts[o])
+    if counts[ranked[0]] == counts[ranked[1]]:
+        return None  # a tie has no single right option
+    shown = list(options)
+    rng.shuffle(shown)  # shuffled so a letter does not stand for a fixed colour
+    listing = " ".join(f"{letter}. {option}" for letter, option in zip(LETTERS, shown, strict=False))
+    answer = LETTERS[shown.index(ranked[0])]
+    return Question(kind, 3, f"{prompt} Options: {listing}", answer, tuple(shown), {"best": ranked[0]})
+
+
+def _most_colour(scene: Scene, rng: random.Random) -> Question | None:
+    return _most("most_colour", "Which colour has the most shapes?", _colour_counts(scene), COLOURS, rng)
+
+
+def _most_shape(scene: Scene, rng: random.Random) -> Question | None:
+    return _most("most_shape", "Which shape appears most often?", _shape_counts(scene), SHAPES, rng)
+
+
+def _points(scene: Scene, rng: random.Random) -> Question | None:
+    counts = _shape_counts(scene)
+    pair = _two_present(counts, rng)
+    if pair is None:
+        return None
+    a, b = (s for s in SHAPES if s in pair)
+    wa, wb = rng.randint(1, 4), rng.randint(1, 4)
+    text = (
+        f"Each {a} is worth {_plural(wa, 'point')} and each {b} is worth {_plural(wb, 'point')}. "
+        "How many points are there in total?"
+    )
+    answer = str(counts[a] * wa + counts[b] * wb)
+    return Question("points", 3, text, answer, params={"a": a, "b": b, "wa": wa, "wb": wb})
+
+
+Template = Callable[[Scene, random.Random], "Question | None"]
+TEMPLATES: dict[int, dict[str, Template]] = {
+    1: {"count_colour": _count_colour, "count_shape": _count_shape, "count_pair": _count_pair},
+    2: {
+        "diff_colour": _diff_colour,
+        "diff_shape": _diff_shape,
+        "sum_colour": _sum_colour,
+        "sum_shape": _sum_shape,
+        "total": _total,
+    },
+    3: {"most_colour": _most_colour, "most_shape": _most_shape, "points": _points},
+}
+
+
+def ask(scene: Scene, level: int, rng: random.Random, kind: str | None = None) -> Question | None:
+    """A question of `level` (template `kind`, or a uniform random one) about `scene`; None if ill defined there."""
+    if level not in TEMPLATES:
+        raise ValueError(f"level must be one of {sorted(TEMPLATES)}, got {level!r}")
+    kind = kind if kind is not None else rng.choice(sorted(TEMPLATES[level]))
+    if kind not in TEMPLATES[level]:
+        raise ValueError(f"kind {kind!r} is not a level-{level} template; choose from {sorted(TEMPLATES[level])}")
+    return TEMPLATES[level][kind](scene, rng) if scene.objects else None
+
+
+def _has(n: int, noun: str) -> str:
+    return f"There {'is' if n == 1 else 'are'} {_plural(n, noun)}"
+
+
+def solution(scene: Scene, question: Question) -> str:
+    """A short worked solution of `question` from the scene's counts, ending in `\\boxed{answer}`."""
+    p, colours, shapes = question.params, _colour_counts(scene), _shape_counts(scene)
+    kind = question.kind
+    if kind == "count_colour":
+        body = f"{_has(colours[p['colour']], p['colour'] + ' shape')}."
+    elif kind == "count_shape":
+        body = f"{_has(shapes[p['shape']], p['shape'])}."
+    elif kind == "count_pair":
+        n = sum(o.colour == p["colour"] and o.shape == p["shape"] for o in scene.objects)
+        body = f"{_has(n, p['colour'] + ' ' + p['shape'])}."
+    elif kind in ("diff_colour", "sum_colour", "diff_shape", "sum_shape"):
+        counts, noun = (colours, " shape") if kind.endswith("colour") else (shapes, "")
+        na, nb = counts[p["a"]], counts[p["b"]]
+        op = "-" if kind.startswith("diff") else "+"
+        result = na - nb if op == "-" else na + nb
+        body = f"{_has(na, p['a'] + noun)} and {_plural(nb, p['b'] + noun)}. {na} {op} {nb} = {result}."
+    elif kind == "total":
+        pairs = Counter((o.colour, o.shape) for o in scene.objects)
+        groups = [pairs[(c, s)] for c in COLOURS for s in SHAPES if pairs[(c, s)]]  # the description's order
+        sums = f"{' + '.join(map(str, groups))} = " if len(groups) > 1 else ""
+        body = f"There are {sums}{_plural(len(scene.objects), 'shape')} in total."
+    elif kind in ("most_colour", "most_shape"):
+        counts = colours if kind == "most_colour" else shapes
+        noun = " shape" if kind == "most_colour" else ""
+        listed = ", ".join(_plural(counts[o], o + noun) for o in question.choices)
+        body = f"Counts: {listed}. The most common is {p['best']}, option {question.answer}."
+    elif kind == "points":
+        na, nb = shapes[p["a"]], shapes[p["b"]]
+        total = na * p["wa"] + nb * p["wb"]
+        body = f"{_has(na, p['a'])} and {_plural(nb, p['b'])}. {na} * {p['wa']} + {nb} * {p['wb']} = {total}."
+    else:
+        raise ValueError(f"unknown question kind {kind!r}")
+    return f"{body} \\boxed{{{question.answer}}}"

@@ -1,0 +1,190 @@
+"""Tests of the synthetic world: determinism, answers checked by the independent oracle, images read back."""
+
+from __future__ import annotations
+
+import random
+import re
+from collections import Counter
+
+import datasets
+import numpy as np
+import pytest
+
+from rapid_agent.world import (
+    COLOURS,
+    FEATURES,
+    PALETTE,
+    SHAPES,
+    TEMPLATES,
+    Scene,
+    SceneObject,
+    answer_from_description,
+    ask,
+    build_world,
+    describe,
+    generate_items,
+    parse_counts,
+    render,
+    sample_scene,
+    solution,
+)
+
+ALL_KINDS = {kind for templates in TEMPLATES.values() for kind in templates}
+
+
+@pytest.fixture(scope="module")
+def items() -> list[dict]:
+    return generate_items(500, seed=7)
+
+
+def _read_cells(image, grid: int) -> dict[tuple[int, int], tuple[str, str] | None]:
+    """Per cell: (colour, shape) read from the pixels, or None for an all-white cell."""
+    pixels = np.asarray(image.convert("RGB"))
+    side = pixels.shape[0] // grid
+    found = {}
+    for row in range(grid):
+        for col in range(grid):
+            cell = pixels[row * side : (row + 1) * side, col * side : (col + 1) * side].reshape(-1, 3)
+            ink = cell[(cell != 255).any(axis=1)]
+            if len(ink) == 0:
+                found[(row, col)] = None
+                continue
+            votes = Counter(tuple(int(v) for v in p) for p in ink)
+            rgb = votes.most_common(1)[0][0]
+            colour = next(name for name, value in PALETTE.items() if value == rgb)
+            mask = (cell != 255).any(axis=1).reshape(side, side)
+            ys, xs = np.nonzero(mask)
+            # A filled shape covers all of its bounding box (square), about pi/4 of it (circle) or half (triangle).
+            fill = mask.sum() / ((np.ptp(ys) + 1) * (np.ptp(xs) + 1))
+            shape = "square" if fill > 0.92 else "circle" if fill > 0.65 else "triangle"
+            found[(row, col)] = (colour, shape)
+    return found
+
+
+def test_same_seed_same_items_and_other_seed_differs():
+    a, b, c = generate_items(30, seed=3), generate_items(30, seed=3), generate_items(30, seed=4)
+    strip = [{k: v for k, v in item.items() if k != "image"} for item in a]
+    assert strip == [{k: v for k, v in item.items() if k != "image"} for item in b]
+    assert [item["image"].tobytes() for item in a] == [item["image"].tobytes() for item in b]
+    assert [item["image"].tobytes() for item in a] != [item["image"].tobytes() for item in c]
+    assert [item["question"] for item in a] != [item["question"] for item in c]
+    assert len({item["id"] for item in a}) == 30
+
+
+def test_every_answer_matches_the_oracle_over_all_levels(items):
+    assert {item["level"] for item in items} == {1, 2, 3}
+    assert {item["kind"] for item in items} == ALL_KINDS
+    for item in items:
+        assert answer_from_description(item["description"], item["question"], item["choices"]) == item["answer"], item
+        assert item["solution"].endswith(f"\\boxed{{{item['answer']}}}")
+
+
+def test_oracle_follows_the_description_not_the_gold():
+    description, question = "2 red circles, 1 red square, 3 blue triangles.", "How many red shapes are there?"
+    assert answer_from_description(description, question) == "3"
+    assert answer_from_description(description.replace("2 red", "4 red"), question) == "5"
+    assert answer_from_description(description, "How many more blue shapes than red shapes are there?") == "0"
+    assert answer_from_description(description, "How many circles and triangles are there in total?") == "5"
+    points = "Each square is worth 4 points and each triangle is worth 1 point. How many points are there in total?"
+    assert answer_from_description(description, points) == "7"
+    mc = "Which colour has the most shapes? Options: A. green B. blue C. red D. yellow"
+    assert answer_from_description(description.replace("3 blue", "1 blue"), mc) == "C"
+    with pytest.raises(ValueError, match="no single option"):
+        answer_from_description(description, mc)  # 3 red vs 3 blue is a tie
+    with pytest.raises(ValueError, match="cannot read"):
+        answer_from_description(description, "What is the meaning of this?")
+
+
+def test_describe_orders_by_colour_then_shape_with_plurals():
+    objects = [SceneObject("green", "triangle", 0, 0), SceneObject("blue", "square", 0, 1)]
+    objects += [SceneObject("red", "circle", 1, c) for c in range(3)] + [SceneObject("green", "triangle", 2, 0)]
+    scene = Scene(grid=4, objects=tuple(objects))
+    assert describe(scene) == "3 red circles, 1 blue square, 2 green triangles."
+    assert parse_counts(describe(scene)) == {("red", "circle"): 3, ("blue", "square"): 1, ("green", "triangle"): 2}
+    question = ask(scene, 2, random.Random(0), kind="diff_colour")
+    assert question is not None and question.answer in {"1", "2"}
+    assert re.search(r"\d+ - \d+ = \d+\. \\boxed\{\d\}$", solution(scene, question))
+
+
+def test_rendered_cells_match_the_scene_objects():
+    rng = random.Random(11)
+    for image_size, grid in [(112, 4), (84, 3), (112, 2)]:
+        for _ in range(40):
+            scene = sample_scene(rng, grid=grid, max_objects=min(6, grid * grid))
+            cells = _read_cells(render(scene, image_size), grid)
+            truth = {(o.row, o.col): (o.colour, o.shape) for o in scene.objects}
+            assert cells == {cell: truth.get(cell) for cell in cells}
+
+
+def test_description_counts_match_the_image(items):
+    for item in items[:150]:
+        drawn = Counter(v for v in _read_cells(item["image"], 4).values() if v is not None)
+        assert parse_counts(item["description"]) == dict(drawn)
+
+
+def test_images_are_sized_in_28_pixel_blocks():
+    for image_size, grid in [(112, 4), (84, 3), (56, 2)]:
+        for item in generate_items(6, seed=1, image_size=image_size, grid=grid):
+            assert item["image"].size == (image_size, image_size) and image_size % 28 == 0
+            assert item["image"].mode == "RGB"
+    with pytest.raises(ValueError, match="image_size=100"):
+        generate_items(1, seed=0, image_size=100, grid=4)
+    with pytest.raises(ValueError, match="grid=3"):
+        render(Scene(grid=3, objects=()), 112)  # 112 / 3 is not whole
+
+
+def test_levels_are_respected():
+    for level in (1, 2, 3):
+        got = generate_items(60, seed=level, levels=(level,))
+        assert {item["level"] for item in got} == {level}
+        assert {item["kind"] for item in got} <= set(TEMPLATES[level])
+    mixed = generate_items(12, seed=0, levels=(3, 1))
+    assert [item["level"] for item in mixed] == [3, 1] * 6
+    with pytest.raises(ValueError, match="4"):
+        generate_items(1, seed=0, levels=(4,))
+
+
+def test_multiple_choice_answers_are_letters_without_ties(items):
+    multiple = [item for item in items if item["choices"]]
+    assert len(multiple) > 50 and {item["kind"] for item in multiple} == {"most_colour", "most_shape"}
+    for item in multiple:
+        letters = "ABCD"[: len(item["choices"])]
+        assert item["answer"] in letters
+        assert set(item["choices"]) == set(COLOURS if item["kind"] == "most_colour" else SHAPES)
+        for letter, choice in zip(letters, item["choices"], strict=True):
+            assert f"{letter}. {choice}" in item["question"]
+        counts = parse_counts(item["description"])
+        by = 0 if item["kind"] == "most_colour" else 1
+        totals = [sum(n for key, n in counts.items() if key[by] == c) for c in item["choices"]]
+        assert totals.count(max(totals)) == 1
+        assert item["choices"][letters.index(item["answer"])] == item["choices"][totals.index(max(totals))]
+    assert all(not item["choices"] for item in items if item["level"] < 3)
+
+
+def test_differences_are_positive(items):
+    diffs = [item for item in items if item["kind"].startswith("diff")]
+    assert diffs and all(int(item["answer"]) > 0 for item in diffs)
+
+
+def test_build_world_holds_out_test_and_round_trips(tmp_path):
+    world = build_world(120, 40, seed=5, image_size=84, grid=3)
+    assert set(world) == {"train", "test"}
+    assert world["train"].num_rows == 120 and world["test"].num_rows == 40
+    assert world["train"].features == FEATURES
+    assert isinstance(world["train"].features["image"], datasets.Image)
+    assert not set(world["train"]["signature"]) & set(world["test"]["signature"])
+    # The test split depends only on the seed, so it stays the same when the train split grows.
+    assert build_world(10, 40, seed=5, image_size=84, grid=3)["test"]["signature"] == world["test"]["signature"]
+    world.save_to_disk(str(tmp_path / "world"))
+    loaded = datasets.load_from_disk(str(tmp_path / "world"))
+    assert loaded["test"].features == FEATURES
+    first, again = world["test"][0], loaded["test"][0]
+    assert again["image"].size == (84, 84)
+    assert np.array_equal(np.asarray(again["image"].convert("RGB")), np.asarray(first["image"].convert("RGB")))
+    assert {k: v for k, v in again.items() if k != "image"} == {k: v for k, v in first.items() if k != "image"}
+
+
+def test_a_tiny_world_that_cannot_hold_out_says_so():
+    with pytest.raises(ValueError, match="too small"):
+        # One cell, one object, three level-1 templates: 36 (scene, question) pairs, all of them drawn for test.
+        build_world(5, 400, seed=0, image_size=28, grid=1, levels=(1,))
