@@ -1,0 +1,121 @@
+"""vLLM's offline engine in process, for either role (optional extra `rapid-agent[vllm]`, GPU machines only).
+
+Requests go through `LLM.chat`, so the model's own chat template formats them and images travel as data-URL
+`image_url` parts, the form every vLLM version with multimodal chat accepts. vLLM batches a whole engine call
+itself, so `max_batch_size` is large and calls run one at a time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rapid_agent.backends.base import (
+    BackendUnavailableError,
+    ChatRequest,
+    Completion,
+    Engine,
+    EngineError,
+    GenerationConfig,
+    Role,
+)
+from rapid_agent.backends.images import ImageFormat, openai_messages
+
+_INSTALL_HINT = (
+    "vLLM is not installed: pip install 'rapid-agent[vllm]' (GPU machines only); on a CPU machine use an 'hf:' "
+    "engine, or an 'openai:<model>@<url>' engine pointed at a vLLM server running elsewhere"
+)
+
+
+class VLLMEngine(Engine):
+    """A `vllm.LLM` behind the engine interface. `engine_kwargs` go to `vllm.LLM` (tensor_parallel_size, dtype, ...)."""
+
+    max_batch_size = 512
+    max_concurrent_calls = 1  # one LLM instance is not safe to drive from several threads
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        role: Role,
+        seed: int = 0,
+        image_format: ImageFormat = "PNG",
+        **engine_kwargs: Any,
+    ) -> None:
+        try:
+            import vllm
+        except ImportError as exc:
+            raise BackendUnavailableError(f"{_INSTALL_HINT} (import failed: {exc})") from exc
+        self.model = model
+        self.role = role
+        self.spec = f"vllm:{model}"
+        self.image_format = image_format
+        kwargs: dict[str, Any] = {"model": model, "seed": seed, **engine_kwargs}
+        if role == "captioner":
+            # RAPID sends exactly one image per prompt; telling vLLM lets it size the multimodal profiling run.
+            kwargs.setdefault("limit_mm_per_prompt", {"image": 1})
+        self.llm = vllm.LLM(**kwargs)
+        self._sampling_params = vllm.SamplingParams
+
+    def generate(self, requests: Sequence[ChatRequest], gen: GenerationConfig) -> list[Completion | Exception]:
+        """One `LLM.chat` call for the whole batch; if it raises, each request is retried alone to isolate it."""
+        if not requests:
+            return []
+        params = self._sampling_params(
+            temperature=gen.temperature, top_p=gen.top_p, max_tokens=gen.max_new_tokens, seed=gen.seed
+        )
+        conversations: list[list[dict] | Exception] = []
+        for request in requests:
+            try:
+                conversations.append(openai_messages(request, image_format=self.image_format))
+            except Exception as exc:  # an image PIL cannot encode fails that request, not the batch
+                conversations.append(_engine_error(f"could not build the request: {type(exc).__name__}: {exc}", exc))
+        valid = [c for c in conversations if not isinstance(c, Exception)]
+        try:
+            outputs = self._chat(valid, params) if valid else []
+        except Exception:
+            # vLLM rejects a batch as a whole (e.g. one prompt longer than max_model_len); one bad request must not
+            # cost the others their answers, so find it by running each alone.
+            outputs = [self._chat_one(c, params) for c in valid]
+        results = iter(outputs)
+        return [c if isinstance(c, Exception) else next(results) for c in conversations]
+
+    def close(self) -> None:
+        # Dropping the reference is what frees the GPU memory; vLLM has no public shutdown that works across versions.
+        self.llm = None
+
+    def _chat(self, conversations: list[list[dict]], params: Any) -> list[Completion]:
+        t0 = time.perf_counter()
+        outputs = self.llm.chat(conversations, params, use_tqdm=False)
+        elapsed = time.perf_counter() - t0
+        if len(outputs) != len(conversations):
+            raise EngineError(f"vLLM returned {len(outputs)} outputs for {len(conversations)} conversations")
+        return [_completion(out, elapsed, len(conversations)) for out in outputs]
+
+    def _chat_one(self, conversation: list[dict], params: Any) -> Completion | Exception:
+        try:
+            return self._chat([conversation], params)[0]
+        except Exception as exc:
+            return _engine_error(f"vLLM failed on this request: {type(exc).__name__}: {exc}", exc)
+
+
+def _completion(out: Any, elapsed: float, batch_size: int) -> Completion:
+    sample = out.outputs[0]
+    meta: dict[str, Any] = {"batch_size": batch_size}
+    if getattr(sample, "finish_reason", None) is not None:
+        meta["finish_reason"] = sample.finish_reason
+    return Completion(
+        text=sample.text,
+        prompt_tokens=len(out.prompt_token_ids or ()),
+        completion_tokens=len(sample.token_ids or ()),
+        # Every request of a batch waits for the whole batch, so that is the latency each one saw.
+        latency_s=elapsed,
+        meta=meta,
+    )
+
+
+def _engine_error(message: str, cause: BaseException) -> EngineError:
+    err = EngineError(message)
+    err.__cause__ = cause
+    return err
