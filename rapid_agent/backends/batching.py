@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from rapid_agent.backends.base import ChatRequest, Completion, Engine, EngineError, GenerationConfig
 
@@ -121,6 +121,9 @@ class MicroBatcher:
             self._dispatch(pending_gen)
 
 
+#: wrappers applied to an engine when its batcher is created (tracing registers one); they wrap, they don't leak
+engine_wrappers: list[Callable[[Engine], Engine]] = []
+
 _batchers: weakref.WeakKeyDictionary[Engine, MicroBatcher] = weakref.WeakKeyDictionary()
 _batchers_lock = threading.Lock()
 
@@ -130,5 +133,8 @@ def get_batcher(engine: Engine) -> MicroBatcher:
     with _batchers_lock:
         batcher = _batchers.get(engine)
         if batcher is None:
-            batcher = _batchers[engine] = MicroBatcher(engine)
+            wrapped = engine
+            for wrap in engine_wrappers:
+                wrapped = wrap(wrapped)
+            batcher = _batchers[engine] = MicroBatcher(wrapped)
         return batcher

@@ -1,0 +1,142 @@
+"""The RAPID graph with stand-in engines: every mode, hot-swapping, batching, recorded failures."""
+
+import asyncio
+
+import pytest
+from PIL import Image, ImageDraw
+
+from rapid_agent import RapidContext, solve, solve_batch
+from rapid_agent.api import asolve_batch
+from rapid_agent.backends.stand_in import FunctionEngine
+from rapid_agent.graphs import get_graph
+from rapid_agent.perception import MODES
+
+
+def scene(n_red: int) -> Image.Image:
+    image = Image.new("RGB", (112, 112), "white")
+    draw = ImageDraw.Draw(image)
+    for i in range(n_red):
+        draw.ellipse((4 + 28 * i, 4, 24 + 28 * i, 24), fill=(220, 30, 30))
+    return image
+
+
+def count_red(image: Image.Image) -> int:
+    """A 'captioner' that really looks: counts red blobs along the top row of cells."""
+    return sum(image.getpixel((14 + 28 * i, 14)) == (220, 30, 30) for i in range(4))
+
+
+def captioner_fn(request) -> str:
+    n = count_red(request.image)
+    return f"<caption>{n} red circles.</caption><solution>I count {n}. \\boxed{{{n}}}</solution>"
+
+
+def reader(request) -> str:
+    """A 'reasoner' that answers from the caption when there is one, else from the solution, else guesses 0."""
+    text = request.prompt
+    if "Description:" in text:
+        return f"\\boxed{{{text.split('Description:')[1].split()[0]}}}"
+    if "Tentative solution:" in text:
+        return f"\\boxed{{{text.split('I count ')[1].split('.')[0]}}}"
+    return "\\boxed{0}"
+
+
+@pytest.fixture
+def engines():
+    return FunctionEngine(captioner_fn, spec="fn:captioner"), FunctionEngine(reader, spec="fn:reader")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_every_mode_end_to_end(engines, mode):
+    captioner, reasoner = engines
+    out = solve(scene(3), "How many red circles?", answer="3", captioner=captioner, reasoner=reasoner, mode=mode)
+    assert out["mode"] == mode and not out["errors"]
+    assert out["correct"] is (mode != "none")  # only the text-only baseline cannot see the circles
+    assert (out["caption"] is not None) == (mode in ("cap", "qcap", "cap+sol", "qcap+sol"))
+    assert (out["solution"] is not None) == (mode in ("sol", "cap+sol", "qcap+sol"))
+    assert captioner.num_calls == (0 if mode == "none" else 1)
+    assert out["engines"]["reasoner"] == "fn:reader"
+
+
+def test_final_state_holds_every_node_output(engines):
+    captioner, reasoner = engines
+    out = solve(scene(2), "How many?", answer="2", captioner=captioner, reasoner=reasoner)
+    for key in ("caption", "solution", "reasoner_prompt", "reasoner_output", "prediction", "correct", "verdict"):
+        assert out[key] is not None, key
+    assert out["prediction"] == "2"
+    assert set(out["metrics"]) >= {"captioner_completion_tokens", "reasoner_latency_s", "reasoner_prompt_tokens"}
+
+
+def test_no_gold_answer_skips_scoring(engines):
+    captioner, reasoner = engines
+    out = solve(scene(1), "How many?", captioner=captioner, reasoner=reasoner)
+    assert out["reasoner_output"] == "\\boxed{1}" and "correct" not in out
+
+
+def test_reasoner_is_swapped_per_call_without_rebuilding(engines):
+    captioner, reasoner = engines
+    contrarian = FunctionEngine(lambda r: "\\boxed{42}", spec="fn:contrarian")
+    graph = get_graph()
+    context = RapidContext(captioner=captioner, reasoner=reasoner)
+    first = graph.invoke({"image": scene(2), "question": "q", "answer": "2"}, context=context)
+    second = graph.invoke(
+        {"image": scene(2), "question": "q", "answer": "2"}, context=context.replace(reasoner=contrarian)
+    )
+    assert get_graph() is graph
+    assert first["correct"] and not second["correct"] and second["prediction"] == "42"
+    assert reasoner.num_calls == 1 and contrarian.num_calls == 1
+
+
+def test_batch_of_32_makes_few_engine_calls():
+    # engines that take time like real ones: requests arriving while one call runs join the next call
+    captioner = FunctionEngine(captioner_fn, delay_s=0.2)
+    reasoner = FunctionEngine(reader, delay_s=0.2)
+    samples = [{"image": scene(i % 4 + 1), "question": "How many?", "answer": str(i % 4 + 1)} for i in range(32)]
+    out = solve_batch(samples, captioner=captioner, reasoner=reasoner)
+    assert all(o["correct"] for o in out)
+    assert captioner.num_requests == 32 and captioner.num_calls <= 3
+    assert reasoner.num_requests == 32 and reasoner.num_calls <= 3
+    out = asyncio.run(asolve_batch(samples, captioner=captioner, reasoner=reasoner))
+    assert all(o["correct"] for o in out)
+    assert captioner.num_requests == 64 and captioner.num_calls <= 6
+
+
+def test_engine_failures_and_bad_inputs_are_recorded_not_lost(engines, tmp_path):
+    captioner, _ = engines
+
+    def flaky(request):
+        if "3 red" in request.prompt:
+            raise TimeoutError("reasoner timed out")
+        return reader(request)
+
+    reasoner = FunctionEngine(flaky)
+    corrupt = tmp_path / "bad.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    samples = [
+        {"image": scene(2), "question": "q", "answer": "2"},
+        {"image": scene(3), "question": "q", "answer": "3"},
+        {"image": str(corrupt), "question": "q", "answer": "1"},
+        {"image": scene(1), "question": "", "answer": "1"},
+    ]
+    out = solve_batch(samples, captioner=captioner, reasoner=reasoner)
+    assert len(out) == 4
+    assert out[0]["correct"] is True
+    assert out[1]["errors"] and "reasoner timed out" in out[1]["errors"][0] and "correct" not in out[1]
+    assert "cannot decode image" in out[2]["errors"][0] and out[2]["correct"] is False
+    assert "question" in out[3]["errors"][0]
+
+
+def test_missing_image_is_required_except_in_mode_none(engines):
+    captioner, reasoner = engines
+    with pytest.raises(ValueError, match="image: required by perception mode 'qcap\\+sol'"):
+        solve(None, "What is 2+2?", captioner=captioner, reasoner=reasoner)
+    out = solve(None, "What is 2+2?", answer="0", captioner=captioner, reasoner=reasoner, mode="none")
+    assert out["correct"] is True and captioner.num_calls == 0
+
+
+def test_context_rejects_bad_settings():
+    with pytest.raises(ValueError, match="unknown perception mode 'qcap\\+solution'"):
+        RapidContext(mode="qcap+solution")
+    with pytest.raises(ValueError, match="reasoner: unknown engine provider 'hff'"):
+        RapidContext(reasoner="hff:Qwen/Qwen3-8B")
+    with pytest.raises(TypeError, match="unknown RapidContext field"):
+        RapidContext().replace(reasonr="hf:x")
