@@ -1,8 +1,9 @@
 """Micro-batching under the engines: concurrent single requests become one batched engine call.
 
-Graph runs (LangGraph `batch` threads or `abatch` tasks) each submit one request. A `MicroBatcher` collects the
-requests that arrive within a short window (or until the engine's `max_batch_size`), groups them by generation
-settings and makes one engine call per group. While an engine is busy, new requests keep accumulating, so a slow
+Graph runs (LangGraph `batch` threads or `abatch` tasks) each submit one request. A `MicroBatcher` collects
+requests while they keep arriving (a batch closes once no request came for `window_s`, after at most
+`max_wait_s`, or at the engine's `max_batch_size`), groups them by generation settings and makes one engine call
+per group. While an engine is busy, new requests keep accumulating, so a slow
 local model sees few large calls rather than many small ones. The batcher runs its own event loop in a daemon
 thread so that sync callers (any thread) and async callers (any loop) share the same batches.
 """
@@ -17,18 +18,23 @@ from collections.abc import Callable, Sequence
 from rapid_agent.backends.base import ChatRequest, Completion, Engine, EngineError, GenerationConfig
 
 DEFAULT_WINDOW_S = 0.02
+DEFAULT_MAX_WAIT_S = 0.25
 
 
 class MicroBatcher:
     """Coalesces requests for one engine. Use `submit`/`asubmit` for one request, `submit_many` for a list."""
 
-    def __init__(self, engine: Engine, *, window_s: float = DEFAULT_WINDOW_S) -> None:
+    def __init__(
+        self, engine: Engine, *, window_s: float = DEFAULT_WINDOW_S, max_wait_s: float = DEFAULT_MAX_WAIT_S
+    ) -> None:
         self.engine = engine
         self.window_s = window_s
+        self.max_wait_s = max_wait_s
         self.num_calls = 0
         self.batch_sizes: list[int] = []
         self._pending: dict[GenerationConfig, list[tuple[ChatRequest, asyncio.Future]]] = {}
         self._timers: dict[GenerationConfig, asyncio.TimerHandle] = {}
+        self._opened: dict[GenerationConfig, float] = {}  # when the oldest waiting request of a group arrived
         self._in_flight = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._start_lock = threading.Lock()
@@ -81,14 +87,21 @@ class MicroBatcher:
         queue.append((request, future))
         if len(queue) >= self.engine.max_batch_size:
             self._dispatch(gen)
-        elif gen not in self._timers:
-            self._timers[gen] = loop.call_later(self.window_s, self._dispatch, gen)
+        else:
+            # debounce: each arrival extends the window, up to max_wait_s after the first one
+            opened = self._opened.setdefault(gen, loop.time())
+            timer = self._timers.pop(gen, None)
+            if timer is not None:
+                timer.cancel()
+            deadline = min(loop.time() + self.window_s, opened + self.max_wait_s)
+            self._timers[gen] = loop.call_at(deadline, self._dispatch, gen)
         return await future
 
     def _dispatch(self, gen: GenerationConfig) -> None:
         timer = self._timers.pop(gen, None)
         if timer is not None:
             timer.cancel()
+        self._opened.pop(gen, None)
         queue = self._pending.get(gen)
         while queue and self._in_flight < self.engine.max_concurrent_calls:
             batch, queue[:] = queue[: self.engine.max_batch_size], queue[self.engine.max_batch_size :]

@@ -1,0 +1,221 @@
+"""The transformers engine on tiny real-architecture models (and, marked slow, on the real SmolLM2 GGUF)."""
+
+import json
+import shutil
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from rapid_agent.backends import (
+    BackendUnavailableError,
+    ChatRequest,
+    Completion,
+    EngineError,
+    GenerationConfig,
+    load_engine,
+)
+from rapid_agent.backends.hf import HFEngine, ImageOnlyQwen2_5_VLProcessor, load_processor
+
+GREEDY = GenerationConfig(temperature=0.0, top_p=1.0, max_new_tokens=10)
+
+
+def _images() -> list[Image.Image]:
+    circle = Image.new("RGB", (112, 112), "white")
+    ImageDraw.Draw(circle).ellipse((20, 20, 90, 90), fill="red")
+    square = Image.new("RGB", (224, 160), "white")
+    ImageDraw.Draw(square).rectangle((40, 30, 150, 130), fill="blue")
+    triangle = Image.new("RGB", (224, 224), "black")
+    ImageDraw.Draw(triangle).polygon([(112, 10), (10, 210), (214, 210)], fill="green")
+    return [circle, square, triangle]
+
+
+def _caption_requests() -> list[ChatRequest]:
+    prompts = ["Describe the image.", "What shape is this?", "Count the shapes, then describe their colours."]
+    return [ChatRequest(p, image=img) for p, img in zip(prompts, _images())]
+
+
+@pytest.fixture(scope="module")
+def captioner(tiny_captioner_dir) -> HFEngine:
+    return HFEngine(str(tiny_captioner_dir), role="captioner")
+
+
+def _count_generate_calls(engine: HFEngine, monkeypatch) -> list[int]:
+    """Patch the model's generate to record the batch size of every call."""
+    sizes: list[int] = []
+    original = engine.model.generate
+
+    def counting_generate(*args, **kwargs):
+        sizes.append(kwargs["input_ids"].shape[0])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(engine.model, "generate", counting_generate)
+    return sizes
+
+
+def test_captioner_batch_is_one_generate_call(captioner, monkeypatch):
+    calls = _count_generate_calls(captioner, monkeypatch)
+    out = captioner.generate(_caption_requests(), GREEDY)
+    assert calls == [3]
+    assert len(out) == 3 and all(isinstance(c, Completion) for c in out)
+    assert all(c.prompt_tokens > 0 and 0 < c.completion_tokens <= GREEDY.max_new_tokens for c in out)
+    assert all(c.latency_s > 0 for c in out)
+    # prompt tokens count the image's visual tokens and exclude the left padding: a 224x224 image is 64 tokens,
+    # a 112x112 one 16, so the triangle prompt is the longest although its padding is none
+    assert out[2].prompt_tokens > out[1].prompt_tokens > out[0].prompt_tokens
+
+
+def test_visual_tokens_follow_image_size(captioner):
+    small, large = Image.new("RGB", (112, 112), "red"), Image.new("RGB", (224, 224), "red")
+    out = captioner.generate([ChatRequest("Describe.", image=small), ChatRequest("Describe.", image=large)], GREEDY)
+    assert out[1].prompt_tokens - out[0].prompt_tokens == 64 - 16
+
+
+def test_batches_are_chunked_by_max_batch_size(tiny_captioner_dir, monkeypatch):
+    engine = HFEngine(str(tiny_captioner_dir), role="captioner", max_batch_size=2)
+    calls = _count_generate_calls(engine, monkeypatch)
+    out = engine.generate(_caption_requests(), GREEDY)
+    assert calls == [2, 1]
+    assert all(isinstance(c, Completion) for c in out)
+
+
+def test_greedy_batch_equals_one_by_one(captioner):
+    requests = _caption_requests()
+    batched = captioner.generate(requests, GREEDY)
+    single = [captioner.generate([r], GREEDY)[0] for r in requests]
+    assert [c.text for c in batched] == [c.text for c in single]
+    assert [c.completion_tokens for c in batched] == [c.completion_tokens for c in single]
+    assert [c.prompt_tokens for c in batched] == [c.prompt_tokens for c in single]
+    # the images differ, so a correct model gives different captions; equal ones would hide a padding bug
+    assert len({c.text for c in single}) == 3
+
+
+def test_same_seed_same_sample_and_caller_rng_untouched(captioner):
+    requests = _caption_requests()[:2]
+    sample = GenerationConfig(temperature=1.0, top_p=1.0, max_new_tokens=16, seed=7)
+    rng_before = torch.get_rng_state()
+    first = [c.text for c in captioner.generate(requests, sample)]
+    second = [c.text for c in captioner.generate(requests, sample)]
+    other = [c.text for c in captioner.generate(requests, GenerationConfig(**{**sample.__dict__, "seed": 8}))]
+    assert first == second
+    assert first != other
+    assert torch.equal(torch.get_rng_state(), rng_before)
+
+
+def test_captioner_accepts_a_text_only_request(captioner):
+    out = captioner.generate([ChatRequest("Say something."), *_caption_requests()[:1]], GREEDY)
+    assert all(isinstance(c, Completion) and c.completion_tokens > 0 for c in out)
+
+
+def test_reasoner_through_load_engine(tiny_reasoner_dir, monkeypatch):
+    engine = load_engine(f"hf:{tiny_reasoner_dir}", "reasoner")
+    assert isinstance(engine, HFEngine) and engine.spec == f"hf:{tiny_reasoner_dir}"
+    assert load_engine(f"hf:{tiny_reasoner_dir}", "reasoner") is engine
+    calls = _count_generate_calls(engine, monkeypatch)
+    requests = [ChatRequest("What is 2 + 3?"), ChatRequest("A much longer question about three red circles?")]
+    batched = engine.generate(requests, GREEDY)
+    single = [engine.generate([r], GREEDY)[0] for r in requests]
+    assert calls == [2, 1, 1]
+    assert [c.text for c in batched] == [c.text for c in single]
+    assert batched[1].prompt_tokens > batched[0].prompt_tokens > 0
+
+
+def test_reasoner_rejects_only_the_request_with_an_image(tiny_reasoner_dir, monkeypatch):
+    engine = HFEngine(str(tiny_reasoner_dir), role="reasoner")
+    calls = _count_generate_calls(engine, monkeypatch)
+    requests = [ChatRequest("first"), ChatRequest("look", image=_images()[0]), ChatRequest("third")]
+    out = engine.generate(requests, GREEDY)
+    assert isinstance(out[0], Completion) and isinstance(out[2], Completion)
+    assert isinstance(out[1], EngineError) and "image" in str(out[1])
+    assert calls == [2]
+
+
+def test_missing_local_path_is_unavailable(tmp_path):
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(BackendUnavailableError, match="no-such-model"):
+        HFEngine(str(missing), role="captioner")
+    with pytest.raises(BackendUnavailableError, match="does not exist"):
+        load_engine(f"hf:{tmp_path / 'absent.gguf'}", "reasoner")
+
+
+def test_unfetchable_hub_id_says_pass_a_local_directory():
+    with pytest.raises(BackendUnavailableError) as info:
+        HFEngine("Qwen/Qwen2.5-VL-7B-Instruct", role="captioner")
+    message = str(info.value)
+    assert "could not be fetched from the hub" in message
+    assert "hf:/path/to/model" in message and "Qwen/Qwen2.5-VL-7B-Instruct" in message
+
+
+def test_from_model_shares_parameters_and_restores_train_mode(captioner):
+    wrapped = HFEngine.from_model(captioner.model, captioner.processor, role="captioner", spec="policy")
+    assert wrapped.model is captioner.model
+    assert all(a is b for a, b in zip(wrapped.model.parameters(), captioner.model.parameters()))
+    requests = _caption_requests()[:2]
+    captioner.model.train()
+    try:
+        out = wrapped.generate(requests, GREEDY)
+        assert captioner.model.training, "generation must hand the model back in the mode it was in"
+    finally:
+        captioner.model.eval()
+    assert [c.text for c in out] == [c.text for c in captioner.generate(requests, GREEDY)]
+    assert repr(wrapped) == "HFEngine('policy')"
+
+
+def test_from_model_rejects_a_tokenizer_as_captioner_processor(captioner):
+    with pytest.raises(ValueError, match="image processor"):
+        HFEngine.from_model(captioner.model, captioner.tokenizer, role="captioner")
+
+
+def test_hub_layout_directory_loads_with_the_pil_fallback(tiny_captioner_dir, tmp_path):
+    """A directory laid out like a hub Qwen2.5-VL snapshot: preprocessor_config.json, chat_template.json."""
+    hub = tmp_path / "hub-like"
+    hub.mkdir()
+    for name in (
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+    ):
+        shutil.copy(tiny_captioner_dir / name, hub / name)
+    (hub / "chat_template.json").write_text(
+        json.dumps({"chat_template": (tiny_captioner_dir / "chat_template.jinja").read_text()})
+    )
+    (hub / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "min_pixels": 3136,
+                "max_pixels": 112 * 112,
+                "patch_size": 14,
+                "temporal_patch_size": 2,
+                "merge_size": 2,
+                "image_mean": [0.48145466, 0.4578275, 0.40821073],
+                "image_std": [0.26862954, 0.26130258, 0.27577711],
+                "image_processor_type": "Qwen2VLImageProcessor",
+                "processor_class": "Qwen2_5_VLProcessor",
+            }
+        )
+    )
+    processor = load_processor(hub)
+    assert isinstance(processor, ImageOnlyQwen2_5_VLProcessor)
+    engine = HFEngine(str(hub), role="captioner")
+    big = Image.new("RGB", (224, 224), "red")
+    small = Image.new("RGB", (112, 112), "red")
+    out = engine.generate([ChatRequest("Describe.", image=big), ChatRequest("Describe.", image=small)], GREEDY)
+    # this snapshot's max_pixels (112x112) was honoured: both images end up as 16 visual tokens
+    assert out[0].prompt_tokens == out[1].prompt_tokens
+
+
+@pytest.mark.slow
+def test_smollm2_gguf_answers_simple_arithmetic(smollm2_gguf):
+    engine = load_engine(f"hf:{smollm2_gguf}", "reasoner", cache=False)
+    try:
+        [answer] = engine.generate(
+            [ChatRequest("What is 2+3? Answer with just the number.")],
+            GenerationConfig(temperature=0.0, top_p=1.0, max_new_tokens=16),
+        )
+        assert isinstance(answer, Completion), answer
+        assert "5" in answer.text
+        assert answer.completion_tokens <= 16 and answer.prompt_tokens > 10
+    finally:
+        engine.close()
