@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 
 from rapid_agent.backends.base import ChatRequest, Completion, Engine, EngineError, GenerationConfig
 
-DEFAULT_WINDOW_S = 0.02
-DEFAULT_MAX_WAIT_S = 0.25
+DEFAULT_WINDOW_S = 0.05
+DEFAULT_MAX_WAIT_S = 0.5
 
 
 class MicroBatcher:

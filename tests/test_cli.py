@@ -1,0 +1,107 @@
+"""`python -m rapid_agent run` on real images with real (tiny) models, and its error messages."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image, ImageDraw
+
+from rapid_agent import RapidContext, solve_batch
+from rapid_agent.backends import GenerationConfig, load_engine
+from rapid_agent.backends.batching import get_batcher
+
+
+@pytest.fixture(scope="module")
+def picture(tmp_path_factory):
+    path = tmp_path_factory.mktemp("img") / "shapes.png"
+    image = Image.new("RGB", (112, 112), "white")
+    draw = ImageDraw.Draw(image)
+    draw.ellipse((4, 4, 24, 24), fill="red")
+    draw.rectangle((32, 32, 52, 52), fill="blue")
+    image.save(path)
+    return path
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "rapid_agent", "run", *args], capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+def test_run_with_local_models_prints_every_part(picture, tiny_captioner_dir, tiny_reasoner_dir):
+    common = ["--image", str(picture), "--question", "How many shapes?", "--answer", "2"]
+    common += ["--captioner", f"hf:{tiny_captioner_dir}", "--captioner-max-new-tokens", "8"]
+    common += ["--reasoner-max-new-tokens", "8"]
+    out = run_cli(*common, "--reasoner", f"hf:{tiny_reasoner_dir}", "--json")
+    assert out.returncode == 0, out.stderr
+    state = json.loads(out.stdout)
+    assert state["engines"] == {"captioner": f"hf:{tiny_captioner_dir}", "reasoner": f"hf:{tiny_reasoner_dir}"}
+    assert state["captioner_output"] and state["reasoner_output"] is not None
+    assert state["correct"] in (True, False) and state["verdict"]
+    text = run_cli(*common, "--reasoner", f"hf:{tiny_reasoner_dir}", "--mode", "cap")
+    assert text.returncode == 0, text.stderr
+    assert "== caption" in text.stdout and "== correct" in text.stdout and "== tentative solution" not in text.stdout
+
+
+def test_unfetchable_hub_model_says_so_and_suggests_a_path(picture, tiny_captioner_dir):
+    out = run_cli(
+        "--image",
+        str(picture),
+        "--question",
+        "q",
+        "--captioner",
+        f"hf:{tiny_captioner_dir}",
+        "--reasoner",
+        "hf:Qwen/Qwen3-8B",
+    )
+    assert out.returncode == 2
+    assert "could not be fetched from the hub" in out.stderr and "hf:/path/to/model" in out.stderr
+
+
+def test_bad_inputs_exit_with_the_field_named(tmp_path, tiny_captioner_dir):
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    out = run_cli("--image", str(empty), "--question", "q", "--captioner", f"hf:{tiny_captioner_dir}")
+    assert out.returncode == 2 and "image" in out.stderr and "empty" in out.stderr
+    out = run_cli("--image", str(empty), "--question", "q", "--reasoner", "ollama:llama3")
+    assert out.returncode == 2 and "unknown engine provider 'ollama'" in out.stderr
+
+
+def test_swapping_the_reasoner_spec_changes_only_the_reasoner(picture, tiny_captioner_dir, tmp_path):
+    from rapid_agent.models import build_tiny_causal_lm
+
+    first = build_tiny_causal_lm(tmp_path / "r1", seed=1)
+    second = build_tiny_causal_lm(tmp_path / "r2", arch="qwen3", seed=2)
+    sample = {"image": str(picture), "question": "How many shapes?", "answer": "2"}
+    context = RapidContext(
+        captioner=f"hf:{tiny_captioner_dir}",
+        reasoner=f"hf:{first}",
+        captioner_gen=GenerationConfig(temperature=0.0, max_new_tokens=8),
+        reasoner_gen=GenerationConfig(temperature=0.0, max_new_tokens=8),
+    )
+    a = solve_batch([sample], context=context)[0]
+    b = solve_batch([sample], context=context.replace(reasoner=f"hf:{second}"))[0]
+    assert a["engines"]["reasoner"] == f"hf:{first}" and b["engines"]["reasoner"] == f"hf:{second}"
+    assert a["captioner_output"] == b["captioner_output"]  # same captioner, greedy
+    assert type(load_engine(f"hf:{second}", "reasoner").model).__name__.startswith("Qwen3")
+
+
+def test_batch_of_32_real_images_makes_few_engine_calls(tiny_captioner_dir, tiny_reasoner_dir):
+    from rapid_agent.world import generate_items
+
+    captioner = load_engine(f"hf:{tiny_captioner_dir}", "captioner", max_batch_size=32)
+    reasoner = load_engine(f"hf:{tiny_reasoner_dir}", "reasoner", max_batch_size=32)
+    context = RapidContext(
+        captioner=captioner,
+        reasoner=reasoner,
+        captioner_gen=GenerationConfig(temperature=0.0, max_new_tokens=6),
+        reasoner_gen=GenerationConfig(temperature=0.0, max_new_tokens=6),
+    )
+    items = generate_items(32, seed=3)
+    out = solve_batch([{k: it[k] for k in ("image", "question", "answer")} for it in items], context=context)
+    assert len(out) == 32 and all(not o["errors"] and o["correct"] in (True, False) for o in out)
+    assert len(get_batcher(captioner).batch_sizes) <= 3 and sum(get_batcher(captioner).batch_sizes) == 32
+    assert len(get_batcher(reasoner).batch_sizes) <= 3 and sum(get_batcher(reasoner).batch_sizes) == 32
