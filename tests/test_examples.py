@@ -1,0 +1,20 @@
+"""The examples run and print what they promise."""
+
+import runpy
+
+import pytest
+
+
+def test_swap_reasoners_example(capsys):
+    runpy.run_path("examples/swap_reasoners.py", run_name="__main__")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3
+    assert "correct=True" in lines[0] and "correct=False" in lines[1] and "langchain:FakeListChatModel" in lines[2]
+
+
+@pytest.mark.slow
+def test_quickstart_example(capsys, monkeypatch, smollm2_gguf):
+    monkeypatch.setattr("sys.argv", ["quickstart.py", "--samples", "2"])
+    runpy.run_path("examples/quickstart.py", run_name="__main__")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == ["none", "cap", "qcap", "sol", "cap+sol", "qcap+sol"]
