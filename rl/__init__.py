@@ -1,1 +1,9 @@
-"""VPO training of the captioner on TRL's GRPOTrainer: the frozen reasoner's correctness is the reward."""
+"""VPO training of the captioner on TRL's GRPOTrainer: the frozen reasoner's correctness is the reward.
+
+    python -m rapid_agent.rl grpo --config rl/recipes/qwen2_5_vl_7b_grpo.yaml   # stage 1: tentative solutions
+    python -m rapid_agent.rl vpo --config rl/recipes/qwen2_5_vl_7b_vpo.yaml     # stage 2: VPO from stage 1
+
+Modules: `config` (the stages' GRPOConfig subclasses), `data` (datasets to prompts), `models` (captioner, LoRA,
+built-in tiny model), `rewards` (TRL reward functions), `judge` (genuine-caption judges), `metrics` (CSV, curves),
+`train` (`build_trainer`, `main`).
+"""

@@ -22,6 +22,13 @@ Role = Literal["captioner", "reasoner"]
 class EngineError(RuntimeError):
     """A request failed inside an engine (after its retries). Recorded per sample, never fatal to a batch."""
 
+    @classmethod
+    def caused_by(cls, message: str, cause: BaseException) -> EngineError:
+        """An error to return in a result list (not raise) that still carries its cause."""
+        error = cls(message)
+        error.__cause__ = cause
+        return error
+
 
 class BackendUnavailableError(RuntimeError):
     """A backend's optional dependency is missing or its model cannot be found; the message says what to do."""

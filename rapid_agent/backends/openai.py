@@ -148,7 +148,7 @@ class OpenAIEngine(Engine):
         try:
             body = self._body(request, gen)
         except Exception as exc:  # e.g. an image PIL cannot encode: this request's failure only
-            return _engine_error(f"could not build the request: {type(exc).__name__}: {exc}", exc)
+            return EngineError.caused_by(f"could not build the request: {type(exc).__name__}: {exc}", exc)
         started = time.perf_counter()
         attempts = self.max_retries + 1
         for attempt in range(1, attempts + 1):
@@ -209,12 +209,6 @@ class OpenAIEngine(Engine):
             latency_s=latency,
             meta=meta,
         )
-
-
-def _engine_error(message: str, cause: BaseException) -> EngineError:
-    err = EngineError(message)
-    err.__cause__ = cause
-    return err
 
 
 def _error_message(response: httpx.Response) -> str:

@@ -70,7 +70,9 @@ class VLLMEngine(Engine):
             try:
                 conversations.append(openai_messages(request, image_format=self.image_format))
             except Exception as exc:  # an image PIL cannot encode fails that request, not the batch
-                conversations.append(_engine_error(f"could not build the request: {type(exc).__name__}: {exc}", exc))
+                conversations.append(
+                    EngineError.caused_by(f"could not build the request: {type(exc).__name__}: {exc}", exc)
+                )
         valid = [c for c in conversations if not isinstance(c, Exception)]
         try:
             outputs = self._chat(valid, params) if valid else []
@@ -97,7 +99,7 @@ class VLLMEngine(Engine):
         try:
             return self._chat([conversation], params)[0]
         except Exception as exc:
-            return _engine_error(f"vLLM failed on this request: {type(exc).__name__}: {exc}", exc)
+            return EngineError.caused_by(f"vLLM failed on this request: {type(exc).__name__}: {exc}", exc)
 
 
 def _completion(out: Any, elapsed: float, batch_size: int) -> Completion:
@@ -113,9 +115,3 @@ def _completion(out: Any, elapsed: float, batch_size: int) -> Completion:
         latency_s=elapsed,
         meta=meta,
     )
-
-
-def _engine_error(message: str, cause: BaseException) -> EngineError:
-    err = EngineError(message)
-    err.__cause__ = cause
-    return err
