@@ -1,0 +1,41 @@
+"""Command line: `python -m rapid_agent.rl {grpo,vpo} --config RECIPE.yaml [--field value ...]`.
+
+Thin on purpose: TRL's parser turns the stage's config dataclass (YAML recipe first, then command-line overrides)
+into a config, and `rapid_agent.rl.train.main` does the rest. `--help` after a stage lists every field.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from rapid_agent.rl.config import STAGES
+
+USAGE = """usage: python -m rapid_agent.rl {grpo,vpo} --config RECIPE.yaml [--field value ...]
+
+stages:
+  grpo   GRPO on tentative solutions (rule-based reward: accuracy of the boxed answer)
+  vpo    VPO: the frozen reasoner's correctness from the caption is the reward
+
+`python -m rapid_agent.rl vpo --help` lists every option; recipes live in rl/recipes/."""
+
+
+def cli(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in STAGES:
+        print(USAGE, file=sys.stdout if not argv or argv[0] in ("-h", "--help") else sys.stderr)
+        return 0 if not argv or argv[0] in ("-h", "--help") else 2
+    from trl import TrlParser
+
+    stage = argv[0]
+    parser = TrlParser(STAGES[stage], prog=f"python -m rapid_agent.rl {stage}")
+    (config,) = parser.parse_args_and_config(argv[1:])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from rapid_agent.rl.train import main
+
+    main(stage, config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

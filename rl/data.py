@@ -1,0 +1,204 @@
+"""Training data: any question/image/answer table mapped to what TRL's GRPOTrainer takes.
+
+Each row becomes a conversational `prompt` (an image part, then the captioner prompt of the perception mode), an
+`image`, and the columns the rewards read: `question`, gold `answer` (a `\\boxed{}` around it removed) and `choices`.
+Rows whose image is missing or unreadable, that hold several images, or whose gold answer is empty or unparseable
+are dropped and counted by reason in the log.
+
+Sources: the built-in `world` (the seeded synthetic world), a local .parquet/.jsonl/.json/.csv file or a directory of
+them (or one saved with `save_to_disk`), or a hub id. ViRL39K (`TIGER-Lab/ViRL39K`) is one parquet table with
+columns `question` (with an `<image>` placeholder), `answer` (boxed), `image` (a list of paths such as
+`images/xxx.png`) plus `qid`, `category`, `source` and pass rates, and its images come as `images.zip`: download the
+repository, unzip the images next to the parquet file, and pass that folder as `dataset_name`.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import datasets
+from PIL import Image
+
+from rapid_agent.answers import last_boxed
+from rapid_agent.inputs import ImageError, load_image
+from rapid_agent.perception import captioner_prompt
+from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
+from rapid_agent.rl.config import WORLD, RapidRLConfig
+
+logger = logging.getLogger(__name__)
+
+_FORMATS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
+_SAVED = ("dataset_info.json", "state.json", "dataset_dict.json")
+_PLACEHOLDER = re.compile(r"<image\s*\d*>", re.IGNORECASE)
+_TEXT = datasets.Value("string")
+_ROW_FEATURES = datasets.Features(
+    {
+        "prompt": [{"role": _TEXT, "content": [{"type": _TEXT, "text": _TEXT}]}],
+        "image": datasets.Image(decode=False),
+        "question": _TEXT,
+        "answer": _TEXT,
+        "choices": datasets.List(_TEXT),
+        "_drop": _TEXT,  # why the row is dropped; empty for kept rows
+    }
+)
+
+
+def load_train_dataset(config: RapidRLConfig) -> datasets.Dataset:
+    """The training split of `config.dataset_name`, prepared for the trainer; drops are logged."""
+    raw, root = load_raw(config)
+    dataset, dropped = prepare_dataset(
+        raw,
+        mode=config.mode,
+        question_column=config.question_column,
+        image_column=config.image_column,
+        answer_column=config.answer_column,
+        choices_column=config.choices_column,
+        image_root=config.image_root or root,
+        max_samples=config.max_samples,
+    )
+    if dropped:
+        total = sum(dropped.values())
+        logger.warning(
+            "data %s: kept %d rows, dropped %d: %s", config.dataset_name, len(dataset), total, dict(dropped)
+        )
+    else:
+        logger.info("data %s: %d rows, none dropped", config.dataset_name, len(dataset))
+    return dataset
+
+
+def load_raw(config: RapidRLConfig) -> tuple[datasets.Dataset, Path | None]:
+    """The raw table and the folder its relative image paths start from."""
+    name, split = config.dataset_name, config.dataset_split
+    if name == WORLD:
+        from rapid_agent.world import build_world
+
+        return build_world(config.world_train_size, config.world_test_size, seed=config.world_seed)[split], None
+    path = Path(name).expanduser()
+    if path.is_file():
+        return _load_files([path]), path.parent
+    if path.is_dir():
+        if any((path / marker).exists() for marker in _SAVED):
+            saved = datasets.load_from_disk(str(path))
+            return (saved[split] if isinstance(saved, datasets.DatasetDict) else saved), path
+        files = sorted(f for f in path.rglob("*") if f.suffix in _FORMATS and f.is_file())
+        if not files:
+            raise ValueError(f"dataset_name: no {'/'.join(_FORMATS)} files under {str(path)!r}")
+        return _load_files(files), path
+    try:
+        return datasets.load_dataset(name, split=split), None
+    except Exception as exc:
+        raise ValueError(
+            f"dataset_name: {name!r} is neither 'world', a local file or folder, nor a loadable hub dataset "
+            f"({type(exc).__name__}: {exc}). Offline, download it elsewhere and pass the local folder."
+        ) from exc
+
+
+def _load_files(files: list[Path]) -> datasets.Dataset:
+    formats = {_FORMATS.get(f.suffix) for f in files}
+    if len(formats) != 1 or None in formats:
+        raise ValueError(f"dataset_name: files must share one of {sorted(_FORMATS)}, got {[f.name for f in files]}")
+    return datasets.load_dataset(formats.pop(), data_files=[str(f) for f in files], split="train")
+
+
+def prepare_dataset(
+    raw: datasets.Dataset,
+    *,
+    mode: str,
+    question_column: str = "question",
+    image_column: str = "image",
+    answer_column: str = "answer",
+    choices_column: str = "choices",
+    image_root: str | Path | None = None,
+    max_samples: int | None = None,
+    templates: Prompts = DEFAULT_PROMPTS,
+) -> tuple[datasets.Dataset, Counter]:
+    """Map `raw` to prompt/image/question/answer/choices rows; returns them and the drop counts by reason."""
+    missing = [c for c in (question_column, image_column, answer_column) if c not in raw.column_names]
+    if missing:
+        raise ValueError(f"dataset lacks column(s) {missing}; it has {raw.column_names} (set *_column to name them)")
+    raw = _undecoded(raw, image_column)
+    root = Path(image_root) if image_root is not None else None
+    has_choices = choices_column in raw.column_names
+
+    def convert(row: dict) -> dict:
+        question = _PLACEHOLDER.sub("", str(row[question_column] or "")).strip()
+        image, problem = _image(row[image_column], root)
+        answer = _gold(row[answer_column])
+        if problem is None and not question:
+            problem = "empty question"
+        if problem is None and answer is None:
+            problem = "unparseable answer"
+        if problem is not None:
+            return {"prompt": [], "image": None, "question": "", "answer": "", "choices": [], "_drop": problem}
+        text = captioner_prompt(mode, question, templates)
+        content = [{"type": "image", "text": None}, {"type": "text", "text": text}]
+        choices = row[choices_column] if has_choices else None
+        return {
+            "prompt": [{"role": "user", "content": content}],
+            "image": image,
+            "question": question,
+            "answer": answer,
+            "choices": [str(c) for c in choices] if isinstance(choices, (list, tuple)) else [],
+            "_drop": "",
+        }
+
+    mapped = raw.map(convert, remove_columns=raw.column_names, features=_ROW_FEATURES, desc="preparing rows")
+    dropped = Counter(r for r in mapped["_drop"] if r)
+    kept = mapped.filter(lambda r: not r, input_columns="_drop").remove_columns("_drop")
+    if max_samples is not None:
+        kept = kept.select(range(min(max_samples, len(kept))))
+    return kept.cast_column("image", datasets.Image()), dropped
+
+
+def _undecoded(raw: datasets.Dataset, column: str) -> datasets.Dataset:
+    """Hand images over as raw bytes/paths so that a corrupt one is a dropped row, not a crash."""
+    feature = raw.features[column]
+    if isinstance(feature, datasets.Image):
+        return raw.cast_column(column, datasets.Image(decode=False))
+    inner = getattr(feature, "feature", None)
+    if isinstance(inner, datasets.Image):
+        return raw.cast_column(column, datasets.List(datasets.Image(decode=False)))
+    return raw
+
+
+def _image(value: Any, root: Path | None) -> tuple[dict | None, str | None]:
+    """({"bytes", "path"}, None) for a usable image, or (None, why not)."""
+    if isinstance(value, (list, tuple)):
+        if len(value) > 1:
+            return None, "several images"
+        value = value[0] if value else None
+    if isinstance(value, dict):
+        value = value.get("bytes") or value.get("path")
+    if value is None or value == "":
+        return None, "missing image"
+    if isinstance(value, Image.Image):
+        buffer = io.BytesIO()
+        value.save(buffer, format="PNG")
+        value = buffer.getvalue()
+    if isinstance(value, str):
+        path = Path(value).expanduser()
+        if not path.is_absolute() and root is not None:
+            path = root / path
+        if not path.is_file():
+            return None, "missing image"
+        value = str(path)
+    try:
+        load_image(value, max_pixels=None)
+    except ImageError:
+        return None, "unreadable image"
+    return ({"bytes": None, "path": value} if isinstance(value, str) else {"bytes": bytes(value), "path": None}), None
+
+
+def _gold(value: Any) -> str | None:
+    """The gold answer without its `\\boxed{}`; None when there is none or its box does not close."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if "\\boxed" in text or "\\fbox" in text:
+        text = last_boxed(text) or ""
+    return text or None
