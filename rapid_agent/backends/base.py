@@ -70,15 +70,17 @@ class ChatRequest:
     image: Image.Image | None = None
     system: str | None = None
 
-    def messages(self) -> list[dict]:
-        """OpenAI-style messages; the image (if any) is a `{"type": "image"}` part before the text."""
+    def messages(self, image_part: dict | None = None) -> list[dict]:
+        """OpenAI-style messages; the image (if any) is `image_part` (default `{"type": "image"}`, what chat
+        templates expect) before the text."""
         out: list[dict] = []
         if self.system:
             out.append({"role": "system", "content": self.system})
         if self.image is None:
             out.append({"role": "user", "content": self.prompt})
         else:
-            out.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": self.prompt}]})
+            part = image_part or {"type": "image"}
+            out.append({"role": "user", "content": [part, {"type": "text", "text": self.prompt}]})
         return out
 
 

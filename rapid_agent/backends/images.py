@@ -53,13 +53,7 @@ def data_url_to_bytes(url: str) -> tuple[str, bytes]:
 
 def openai_messages(request: ChatRequest, *, image_format: ImageFormat = "PNG") -> list[dict]:
     """The request as OpenAI chat messages; an image becomes an `image_url` part (data URL) before the text."""
-    out: list[dict] = []
-    if request.system:
-        out.append({"role": "system", "content": request.system})
     if request.image is None:
-        out.append({"role": "user", "content": request.prompt})
-    else:
-        url = image_to_data_url(request.image, image_format)
-        content = [{"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": request.prompt}]
-        out.append({"role": "user", "content": content})
-    return out
+        return request.messages()
+    url = image_to_data_url(request.image, image_format)
+    return request.messages(image_part={"type": "image_url", "image_url": {"url": url}})
