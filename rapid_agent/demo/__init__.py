@@ -1,0 +1,13 @@
+"""The offline RAPID demo: `python -m rapid_agent demo [--quick] [--out DIR] [--seeds N]`.
+
+It builds the synthetic world, trains (once, then caches) a tiny Qwen2.5-VL captioner on it, measures the captioner
+alone and the decoupled pipeline in every perception mode with the bundled SmolLM2-135M reasoner, runs a short VPO
+training of the captioner against that reasoner, measures again, and writes a report folder.
+Modules: `config` (settings), `sft` (supervised training), `captioner` (cached build), `cache`, `vpo`, `trace`,
+`report`, `run` (the orchestration).
+"""
+
+from rapid_agent.demo.config import DEMO_PROMPTS, DemoConfig
+from rapid_agent.demo.run import add_arguments, main, run_demo
+
+__all__ = ["DEMO_PROMPTS", "DemoConfig", "add_arguments", "main", "run_demo"]

@@ -1,0 +1,155 @@
+"""The demo's captioner: built, trained (SFT) and measured once per configuration, then loaded from the cache.
+
+`ensure_captioner` returns the folder of a trained tiny Qwen2.5-VL that `load_engine("hf:<folder>", "captioner")`
+loads. The first call trains it (a few minutes on 2 CPU cores for the full preset) into
+`<cache root>/<config hash>/`; later calls check the cached files against their manifest and reuse them, or
+rebuild when anything is missing, truncated or altered.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from rapid_agent.backends import ChatRequest, GenerationConfig
+from rapid_agent.demo import sft
+from rapid_agent.demo.cache import config_key, default_cache_root, ensure_entry
+from rapid_agent.demo.config import DemoConfig
+from rapid_agent.world import COLOURS, SHAPES, parse_counts
+
+logger = logging.getLogger(__name__)
+
+#: sub-folder of a cache entry that holds the model and processor
+MODEL_DIR = "captioner"
+
+
+def describe_accuracy(outputs: Sequence[str], items: Sequence[dict]) -> dict[str, float]:
+    """How right the captioner's descriptions are: exact text, and the same (colour, shape) counts."""
+    exact = sum(o.strip() == item["description"] for o, item in zip(outputs, items, strict=True))
+    counts = sum(parse_counts(o) == parse_counts(item["description"]) for o, item in zip(outputs, items, strict=True))
+    n = max(len(items), 1)
+    return {"n": len(items), "exact": exact / n, "same_counts": counts / n}
+
+
+def measure_descriptions(model: Any, processor: Any, items: Sequence[dict], config: DemoConfig) -> dict[str, Any]:
+    """Greedy "cap" descriptions of held-out items, scored against the world's own descriptions."""
+    from rapid_agent.backends.hf import HFEngine
+
+    engine = HFEngine.from_model(model, processor, role="captioner", spec="sft-captioner", max_batch_size=64)
+    gen = GenerationConfig(temperature=0.0, top_p=1.0, max_new_tokens=config.captioner_max_new_tokens)
+    prompt = sft.task_prompt("cap", "", config.prompts)
+    start = time.perf_counter()
+    outs = engine.generate([ChatRequest(prompt=prompt, image=item["image"]) for item in items], gen)
+    texts = [o.text if not isinstance(o, Exception) else "" for o in outs]
+    return {
+        **describe_accuracy(texts, items),
+        "seconds": time.perf_counter() - start,
+        "examples": [{"id": i["id"], "gold": i["description"], "output": t} for i, t in zip(items[:3], texts[:3])],
+    }
+
+
+def train_captioner(
+    folder: Path, train_items: Sequence[dict], held_out: Sequence[dict], config: DemoConfig, *, progress: bool = True
+) -> dict[str, Any]:
+    """Tokenizer, model, SFT and a held-out description check; saves the captioner under `folder/MODEL_DIR`."""
+    import transformers
+    from transformers import AutoModelForImageTextToText
+
+    from rapid_agent.backends.hf import load_processor
+    from rapid_agent.models import build_tiny_qwen2_5_vl, build_tokenizer
+
+    transformers.logging.set_verbosity_error()  # weight-loading reports of a model we just built say nothing new
+    started = time.perf_counter()
+    tokenizer = build_tokenizer(sft.corpus(train_items, config.prompts), vocab_size=config.vocab_size)
+    path = build_tiny_qwen2_5_vl(
+        folder / MODEL_DIR,
+        tokenizer=tokenizer,
+        text_hidden=config.text_hidden,
+        layers=config.layers,
+        heads=config.heads,
+        kv_heads=config.kv_heads,
+        vision_depth=config.vision_depth,
+        vision_hidden=config.vision_hidden,
+        seed=config.sft_seed,
+        # the world's images pass through unscaled: one visual token per 28-pixel cell
+        min_pixels=config.image_size**2,
+        max_pixels=config.image_size**2,
+    )
+    processor = load_processor(path)
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
+    encoder = sft.Encoder(processor)
+    examples, pixels, grids = sft.build_examples(train_items, encoder, config.prompts)
+    cells = sft.token_cells(grids, encoder.merge, config.grid)
+    targets = [torch.tensor(sft.cell_labels(item, config.grid))[c] for item, c in zip(train_items, cells)]
+    bar = tqdm(total=config.sft_steps, desc="captioner SFT", unit="step", disable=not progress, leave=False)
+
+    def on_step(step: int, loss: float) -> None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}")
+
+    try:
+        result = sft.train(
+            model,
+            examples,
+            pixels,
+            grids,
+            pad_id=tokenizer.pad_token_id,
+            steps=config.sft_steps,
+            batch_size=config.sft_batch_size,
+            lr=config.sft_lr,
+            seed=config.sft_seed,
+            token_targets=targets,
+            aux_weight=config.sft_aux_weight,
+            num_cell_classes=1 + len(COLOURS) * len(SHAPES),
+            on_step=on_step,
+        )
+    finally:
+        bar.close()
+    sft.save(model, processor, path)
+    descriptions = measure_descriptions(model, processor, held_out, config)
+    tail = result.losses[-20:]
+    return {
+        "config": config.captioner_key_fields(),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "vocab": len(tokenizer),
+        "examples": len(examples),
+        "mean_tokens": sum(len(e.input_ids) for e in examples) / max(len(examples), 1),
+        "sft_steps": result.steps,
+        "sft_seconds": result.seconds,
+        "sft_final_loss": sum(tail) / max(len(tail), 1),
+        "build_seconds": time.perf_counter() - started,
+        "descriptions": descriptions,
+    }
+
+
+def ensure_captioner(
+    config: DemoConfig,
+    train_items: Sequence[dict],
+    held_out: Sequence[dict],
+    *,
+    cache_root: str | Path | None = None,
+    progress: bool = True,
+    on_rebuild: Callable[[str], None] | None = None,
+) -> tuple[Path, dict[str, Any], bool]:
+    """(model folder, manifest, trained now) for `config`'s captioner, from the cache when it can be trusted."""
+    root = Path(cache_root).expanduser() if cache_root is not None else default_cache_root()
+    key = config_key(config.captioner_key_fields())
+
+    def rebuild(reason: str) -> None:
+        logger.warning("cached captioner %s is not trusted (%s); rebuilding it", root / key, reason)
+        if on_rebuild is not None:
+            on_rebuild(reason)
+
+    folder, manifest, built = ensure_entry(
+        root,
+        key,
+        lambda staging: train_captioner(staging, train_items, held_out, config, progress=progress),
+        on_rebuild=rebuild,
+    )
+    return folder / MODEL_DIR, manifest, built

@@ -1,0 +1,166 @@
+"""The demo's settings: one frozen dataclass, a full preset (under 15 minutes on 2 CPU cores) and a quick one.
+
+The captioner-side fields (world, tokenizer, model, SFT) decide the cache key of the trained captioner; the rest
+(evaluation, VPO, report) can change without retraining it. The prompts are the library's `Prompts`, shortened:
+the captioner is a 1M-parameter model whose training time grows with its prompt length, and SmolLM2-135M (the
+reasoner) both answers better and runs faster (prompt processing dominates on CPU) with a short plain prompt than
+with the default one written for an 8B reasoner.
+
+Settings chosen from measurements of SmolLM2 answering from the world's gold descriptions/solutions (48 items):
+- copying a gold solution's answer: 36/48 greedy, 35/48 at temperature 0.2, 26/48 at 0.4, so the reasoner samples
+  at 0.2 (seeds still vary its outputs); with the default prompts it copied 16/24.
+- level-3 questions (weighted points, "which has the most" with option letters): it copied 6/16 gold answers and
+  read 0-2 of 10 from descriptions, so the world keeps levels 1 and 2, where it copied 30/32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from rapid_agent.perception import MODES
+from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
+
+#: bump when the captioner's training code changes in a way that should invalidate cached captioners
+SFT_VERSION = 1
+
+DEMO_PROMPTS: Prompts = DEFAULT_PROMPTS.replace(
+    # captioner side: short, but still a describe/solve split that never asks the captioner to answer in cap modes
+    caption="Describe the image: the count of each colour and shape. Do not answer any question.",
+    query_caption="Question: {question}\nDo not answer it. Describe the image: the count of each colour and shape.",
+    solution="Question: {question}\nSolve it step by step and put the final answer in \\boxed{{}}.",
+    caption_and_solution=(
+        "{caption_instruction}\nThen solve: {question}\nWrite <caption>description</caption> then "
+        "<solution>steps and \\boxed{{answer}}</solution>."
+    ),
+    direct_answer="Question: {question}\nAnswer it step by step and put the final answer in \\boxed{{}}.",
+    # reasoner side: plain and short (measured: SmolLM2 copies a tentative solution's answer far more reliably)
+    system="Answer the question about the image from its description. End with the answer in \\boxed{}.",
+    reason="{caption_block}{solution_block}Question: {question}\n{instruction}",
+    caption_block="Description: {caption}\n",
+    solution_block="Proposed solution (may be wrong): {solution}\n",
+    reason_instruction="Answer:",
+)
+
+EVAL_MODES: tuple[str, ...] = ("cap", "qcap", "sol", "cap+sol", "qcap+sol")
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Everything the demo does, sized for 2 CPU cores. `DemoConfig.preset(quick)` gives the two presets."""
+
+    # world
+    n_train: int = field(default=2000, metadata={"help": "world items the captioner is trained on"})
+    n_test: int = field(default=48, metadata={"help": "held-out world items every table row is measured on"})
+    levels: tuple[int, ...] = field(
+        default=(1, 2),
+        metadata={"help": "question levels; level 3 is left out because SmolLM2 cannot even copy its answers"},
+    )
+    image_size: int = field(default=112, metadata={"help": "image side in pixels (a multiple of 28 * grid)"})
+    grid: int = field(default=4, metadata={"help": "cells per image side; one object per cell"})
+    max_objects: int = field(default=6, metadata={"help": "most objects in one scene"})
+    world_seed: int = field(default=0, metadata={"help": "seed of the world"})
+    # captioner
+    vocab_size: int = field(default=1024, metadata={"help": "upper bound of the BPE vocabulary"})
+    text_hidden: int = field(default=128, metadata={"help": "captioner language model width"})
+    layers: int = field(default=4, metadata={"help": "captioner language model layers"})
+    heads: int = field(default=4, metadata={"help": "attention heads"})
+    kv_heads: int = field(default=2, metadata={"help": "key/value heads"})
+    vision_hidden: int = field(default=64, metadata={"help": "vision tower width"})
+    vision_depth: int = field(default=2, metadata={"help": "vision tower blocks"})
+    sft_steps: int = field(default=700, metadata={"help": "SFT optimiser steps"})
+    sft_batch_size: int = field(default=32, metadata={"help": "SFT examples per step"})
+    sft_lr: float = field(default=3e-3, metadata={"help": "SFT peak learning rate"})
+    sft_aux_weight: float = field(
+        default=1.0, metadata={"help": "weight of the per-cell auxiliary loss on the vision tokens (0: none)"}
+    )
+    sft_seed: int = field(default=0, metadata={"help": "seed of the captioner's init and data order"})
+    # reasoner and evaluation
+    reasoner: str | None = field(default=None, metadata={"help": "reasoner spec; None: the bundled SmolLM2 GGUF"})
+    reasoner_max_new_tokens: int = field(default=32, metadata={"help": "reasoner budget per answer"})
+    reasoner_temperature: float = field(
+        default=0.2, metadata={"help": "reasoner sampling temperature (low: SmolLM2 copies worse when hotter)"}
+    )
+    reasoner_batch_size: int = field(default=48, metadata={"help": "reasoner requests per engine call"})
+    captioner_max_new_tokens: int = field(default=96, metadata={"help": "captioner budget per output"})
+    modes: tuple[str, ...] = field(default=EVAL_MODES, metadata={"help": "perception modes in the table"})
+    seeds: int = field(default=2, metadata={"help": "reasoner seeds per table row (mean ± std)"})
+    # VPO
+    vpo_steps: int = field(default=12, metadata={"help": "VPO optimiser steps (0: skip VPO)"})
+    vpo_mode: str = field(default="qcap+sol", metadata={"help": "perception mode VPO trains"})
+    vpo_prompts_per_step: int = field(default=4, metadata={"help": "questions per VPO step"})
+    vpo_generations: int = field(default=8, metadata={"help": "captioner samples per question (GRPO group)"})
+    vpo_lr: float = field(default=1e-4, metadata={"help": "VPO learning rate"})
+    vpo_caption_penalty: float = field(default=0.1, metadata={"help": "lambda: penalty for no genuine caption"})
+    vpo_eval_modes: tuple[str, ...] = field(
+        default=("cap", "qcap+sol"),
+        metadata={"help": "modes measured again after VPO (the end-to-end row always is)"},
+    )
+    # report
+    n_examples: int = field(default=6, metadata={"help": "example items shown in the HTML page"})
+    prompts: Prompts = field(default=DEMO_PROMPTS, metadata={"help": "prompt templates (captioner and reasoner)"})
+
+    def __post_init__(self) -> None:
+        for name in ("n_train", "n_test", "sft_steps", "sft_batch_size", "seeds", "vpo_prompts_per_step"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.vpo_steps < 0:
+            raise ValueError(f"vpo_steps must be >= 0, got {self.vpo_steps!r}")
+        if self.vpo_generations < 2:
+            raise ValueError(f"vpo_generations must be >= 2 (GRPO compares samples), got {self.vpo_generations!r}")
+        for name in ("modes", "vpo_eval_modes"):
+            bad = [m for m in getattr(self, name) if m not in MODES or m == "none"]
+            if bad:
+                raise ValueError(f"{name} holds unknown or image-less modes {bad!r}; choose from {MODES[1:]}")
+        if self.vpo_mode not in MODES or self.vpo_mode == "none":
+            raise ValueError(f"vpo_mode must be one of {MODES[1:]}, got {self.vpo_mode!r}")
+        if self.reasoner_temperature < 0:
+            raise ValueError(f"reasoner_temperature must be >= 0, got {self.reasoner_temperature!r}")
+
+    @classmethod
+    def preset(cls, quick: bool = False, **overrides: Any) -> DemoConfig:
+        """The full demo, or the quick one (a minute or two: tiny everything, every report file still written)."""
+        if not quick:
+            return cls(**overrides)
+        small = dict(
+            n_train=96,
+            n_test=6,
+            text_hidden=64,
+            layers=2,
+            vision_hidden=32,
+            sft_steps=30,
+            sft_batch_size=8,
+            reasoner_max_new_tokens=16,
+            captioner_max_new_tokens=64,
+            reasoner_batch_size=16,
+            modes=("cap", "qcap+sol"),
+            seeds=1,
+            vpo_steps=2,
+            vpo_prompts_per_step=2,
+            vpo_generations=4,
+            vpo_eval_modes=("qcap+sol",),
+            n_examples=3,
+        )
+        return cls(**{**small, **overrides})
+
+    def captioner_key_fields(self) -> dict[str, Any]:
+        """What the trained captioner depends on (its cache key); evaluation and VPO settings are left out."""
+        names = (
+            "n_train levels image_size grid max_objects world_seed vocab_size text_hidden layers heads kv_heads "
+            "vision_hidden vision_depth sft_steps sft_batch_size sft_lr sft_aux_weight sft_seed"
+        ).split()
+        captioner_prompts = {
+            k: getattr(self.prompts, k)
+            for k in ("caption", "query_caption", "solution", "caption_and_solution", "direct_answer")
+        }
+        return {
+            "sft_version": SFT_VERSION,
+            **{n: getattr(self, n) for n in names},
+            "prompts": captioner_prompts,
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "prompts"}
+        out["prompts"] = dataclasses.asdict(self.prompts)
+        return out
