@@ -32,17 +32,31 @@ SPAN_KEYS = ("id", "mode", "prediction", "correct", "verdict")
 
 
 class JsonLinesExporter(SpanExporter):
-    """Appends each finished span to a JSON-lines file."""
+    """Appends each finished span to a JSON-lines file. `path` may be changed (or set to None, which drops spans)
+    between runs, so one process-wide exporter can write each traced run to a file of its own."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, path: str | Path | None) -> None:
         self._lock = threading.Lock()
+        self.path = path
+
+    @property
+    def path(self) -> Path | None:
+        return self._path
+
+    @path.setter
+    def path(self, value: str | Path | None) -> None:
+        with self._lock:
+            self._path = Path(value) if value is not None else None
+            if self._path is not None:
+                self._path.parent.mkdir(parents=True, exist_ok=True)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        with self._lock, self.path.open("a") as f:
-            for span in spans:
-                f.write(json.dumps(span_record(span)) + "\n")
+        with self._lock:
+            if self._path is None:
+                return SpanExportResult.SUCCESS
+            with self._path.open("a") as f:
+                for span in spans:
+                    f.write(json.dumps(span_record(span), default=str) + "\n")
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
@@ -175,10 +189,8 @@ _enabled = False
 
 
 def enable_tracing(exporter: SpanExporter | None = None, *, path: str | Path | None = None) -> TracerProvider:
-    """Install a tracer provider exporting to `exporter` (or a JSON-lines file at `path`) and instrument engines.
-
-    Engine instrumentation applies to batchers created afterwards; call this before the first graph run.
-    """
+    """Install a tracer provider exporting to `exporter` (or a JSON-lines file at `path`) and instrument every
+    engine call from now on."""
     global _enabled
     if exporter is None:
         if path is None:

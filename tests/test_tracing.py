@@ -38,3 +38,22 @@ def test_graph_run_and_engine_calls_become_spans(tmp_path):
     assert all(s["attributes"]["rapid.engine.batch_size"] == 1 for s in engine_spans)
     reason = next(s for s in spans if s["name"] == "rapid.reason")
     assert reason["attributes"]["rapid.reasoner"] == "fn:reason"
+
+
+def test_exporter_can_be_redirected_and_engines_used_before_tracing_are_traced(tmp_path):
+    from rapid_agent import ChatRequest, GenerationConfig
+    from rapid_agent.backends.batching import get_batcher
+    from rapid_agent.tracing import JsonLinesExporter
+
+    engine = FunctionEngine(lambda r: "ok", spec="fn:early")
+    gen = GenerationConfig(temperature=0.0, max_new_tokens=4)
+    get_batcher(engine).submit(ChatRequest("before tracing"), gen)  # its batcher exists before tracing starts
+    exporter = JsonLinesExporter(None)
+    enable_tracing(exporter)
+    get_batcher(engine).submit(ChatRequest("dropped"), gen)  # no path: spans are dropped
+    exporter.path = tmp_path / "run.jsonl"
+    get_batcher(engine).submit(ChatRequest("kept"), gen)
+    exporter.path = None
+    get_batcher(engine).submit(ChatRequest("dropped again"), gen)
+    spans = [s for s in read_trace(tmp_path / "run.jsonl") if s["attributes"].get("rapid.engine.spec") == "fn:early"]
+    assert len(spans) == 1 and spans[0]["attributes"]["rapid.engine.batch_size"] == 1

@@ -114,7 +114,10 @@ class MicroBatcher:
         self.num_calls += 1
         self.batch_sizes.append(len(batch))
         try:
-            results = await self.engine.agenerate([request for request, _ in batch], gen)
+            engine = self.engine
+            for wrap in engine_wrappers:  # looked up per call, so tracing enabled later still applies
+                engine = wrap(engine)
+            results = await engine.agenerate([request for request, _ in batch], gen)
             if len(results) != len(batch):
                 raise EngineError(f"{self.engine!r} returned {len(results)} outputs for {len(batch)} requests")
         except Exception as exc:
@@ -134,7 +137,7 @@ class MicroBatcher:
             self._dispatch(pending_gen)
 
 
-#: wrappers applied to an engine when its batcher is created (tracing registers one); they wrap, they don't leak
+#: wrappers applied around every engine call (tracing registers one); they wrap, they don't leak
 engine_wrappers: list[Callable[[Engine], Engine]] = []
 
 _batchers: weakref.WeakKeyDictionary[Engine, MicroBatcher] = weakref.WeakKeyDictionary()
@@ -146,8 +149,5 @@ def get_batcher(engine: Engine) -> MicroBatcher:
     with _batchers_lock:
         batcher = _batchers.get(engine)
         if batcher is None:
-            wrapped = engine
-            for wrap in engine_wrappers:
-                wrapped = wrap(wrapped)
-            batcher = _batchers[engine] = MicroBatcher(wrapped)
+            batcher = _batchers[engine] = MicroBatcher(engine)
         return batcher
