@@ -69,7 +69,7 @@ class DemoConfig:
     kv_heads: int = field(default=2, metadata={"help": "key/value heads"})
     vision_hidden: int = field(default=64, metadata={"help": "vision tower width"})
     vision_depth: int = field(default=2, metadata={"help": "vision tower blocks"})
-    sft_steps: int = field(default=700, metadata={"help": "SFT optimiser steps"})
+    sft_steps: int = field(default=800, metadata={"help": "SFT optimiser steps"})
     sft_batch_size: int = field(default=32, metadata={"help": "SFT examples per step"})
     sft_lr: float = field(default=3e-3, metadata={"help": "SFT peak learning rate"})
     sft_aux_weight: float = field(
@@ -87,11 +87,13 @@ class DemoConfig:
     modes: tuple[str, ...] = field(default=EVAL_MODES, metadata={"help": "perception modes in the table"})
     seeds: int = field(default=2, metadata={"help": "reasoner seeds per table row (mean ± std)"})
     # VPO
-    vpo_steps: int = field(default=12, metadata={"help": "VPO optimiser steps (0: skip VPO)"})
+    vpo_steps: int = field(default=8, metadata={"help": "VPO optimiser steps (0: skip VPO)"})
     vpo_mode: str = field(default="qcap+sol", metadata={"help": "perception mode VPO trains"})
     vpo_prompts_per_step: int = field(default=4, metadata={"help": "questions per VPO step"})
     vpo_generations: int = field(default=8, metadata={"help": "captioner samples per question (GRPO group)"})
     vpo_lr: float = field(default=1e-4, metadata={"help": "VPO learning rate"})
+    vpo_temperature: float = field(default=1.0, metadata={"help": "captioner sampling temperature during VPO"})
+    vpo_beta: float = field(default=0.0, metadata={"help": "KL coefficient to the SFT captioner (0: no reference)"})
     vpo_caption_penalty: float = field(default=0.1, metadata={"help": "lambda: penalty for no genuine caption"})
     vpo_eval_modes: tuple[str, ...] = field(
         default=("cap", "qcap+sol"),
