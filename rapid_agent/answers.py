@@ -88,9 +88,18 @@ def extract_answer(output: str, *, choices: Sequence[str] = ()) -> tuple[str | N
     numbers = re.findall(r"-?\d+(?:\.\d+)?(?:/\d+)?", tail)
     if numbers and not choices:
         return numbers[-1], "fallback"
-    letters = re.findall(r"\(([A-J])\)|\b([A-J])[.)]", tail)
-    if letters and choices:
-        return next(x for x in letters[-1] if x), "fallback"
+    if choices:
+        letters = re.findall(r"\(([A-J])\)|\b([A-J])[.)]|^\s*([A-J])\s*$", tail, flags=re.MULTILINE)
+        if letters:
+            return next(x for x in letters[-1] if x), "fallback"
+        # an answer written as an option's text: the option named last in the output
+        named = [
+            (m.start(), LETTERS[i])
+            for i, c in enumerate(choices)
+            for m in re.finditer(rf"\b{re.escape(str(c))}\b", tail, flags=re.IGNORECASE)
+        ]
+        if named:
+            return max(named)[1], "fallback"
     return None, None
 
 

@@ -54,6 +54,9 @@ def test_unparseable_output_is_a_recorded_failure_not_an_exception():
         ("The answer is (A).", "A", True),
         (r"\boxed{blue}", "B", True),
         (r"\boxed{green}", "B", False),
+        ("B", "B", True),
+        ("The colour that appears most often appears to be blue.", "B", True),
+        ("It is red, no wait, green.", "A", False),
     ],
 )
 def test_multiple_choice_letters(output, gold, correct):
