@@ -18,6 +18,7 @@ from typing import Any
 from trl import GRPOTrainer
 
 from rapid_agent.backends import Engine, GenerationConfig, load_engine, parse_spec
+from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
 from rapid_agent.rl.config import STAGES, RapidRLConfig, SolutionConfig, VPOConfig
 from rapid_agent.rl.data import load_train_dataset
 from rapid_agent.rl.judge import CaptionJudge, PolicyJudge, build_judge
@@ -39,9 +40,14 @@ def load_reasoner(config: VPOConfig) -> Engine:
 
 
 def stage_rewards(
-    config: RapidRLConfig, *, reasoner: Engine | None = None, judge: CaptionJudge | str | None = None
+    config: RapidRLConfig,
+    *,
+    reasoner: Engine | None = None,
+    judge: CaptionJudge | str | None = None,
+    templates: Prompts = DEFAULT_PROMPTS,
 ) -> tuple[list[RewardFunc], list[float] | None, CaptionJudge | None]:
-    """The reward functions of the stage `config` belongs to, their weights, and the judge to bind (if any)."""
+    """The reward functions of the stage `config` belongs to, their weights, and the judge to bind (if any).
+    `templates` are the prompts the reasoner is asked with (the captioner's come with the dataset)."""
     if isinstance(config, SolutionConfig):
         funcs = [accuracy_reward(mode=config.mode, answer_timeout_s=config.answer_timeout_s)]
         if config.format_reward_weight > 0:
@@ -60,6 +66,7 @@ def stage_rewards(
         judge=judge if config.judges_captions else None,
         caption_penalty=config.caption_penalty,
         retries=config.reasoner_retries,
+        templates=templates,
         answer_timeout_s=config.answer_timeout_s,
     )
     return [reward], None, judge
@@ -71,11 +78,12 @@ def build_trainer(
     reasoner: Engine | None = None,
     judge: CaptionJudge | str | None = None,
     train_dataset: Any = None,
+    templates: Prompts = DEFAULT_PROMPTS,
 ) -> GRPOTrainer:
     """A ready GRPOTrainer for `config`'s stage. Tests pass stand-in engines and small datasets here."""
     model, processor = load_captioner(config)
     dataset = train_dataset if train_dataset is not None else load_train_dataset(config)
-    funcs, weights, judge_ = stage_rewards(config, reasoner=reasoner, judge=judge)
+    funcs, weights, judge_ = stage_rewards(config, reasoner=reasoner, judge=judge, templates=templates)
     if weights is not None:
         config.reward_weights = weights
     trainer = GRPOTrainer(

@@ -11,14 +11,13 @@ a correct output that holds no genuine caption). Two choices are the demo's own:
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rapid_agent.backends import Engine, GenerationConfig
+from rapid_agent.backends import Engine
 from rapid_agent.demo.config import DemoConfig
 from rapid_agent.world import parse_counts
 
@@ -89,13 +88,9 @@ def run_vpo(
     output_dir.mkdir(parents=True, exist_ok=True)
     vpo_config = _vpo_config(config, captioner, output_dir, reasoner_spec)
     dataset, _ = prepare_dataset(train_items, mode=config.vpo_mode, templates=config.prompts)
-    kwargs: dict[str, Any] = {"reasoner": reasoner, "judge": WorldCaptionJudge(), "train_dataset": dataset}
-    accepts = inspect.signature(build_trainer).parameters
-    if "templates" in accepts:
-        kwargs["templates"] = config.prompts
-    trainer = build_trainer(vpo_config, **kwargs)
-    if "templates" not in accepts:
-        _use_prompts(trainer, vpo_config, reasoner, config)
+    trainer = build_trainer(
+        vpo_config, reasoner=reasoner, judge=WorldCaptionJudge(), train_dataset=dataset, templates=config.prompts
+    )
 
     bar = tqdm(total=config.vpo_steps, desc="VPO", unit="step", disable=not progress, leave=False)
 
@@ -119,28 +114,3 @@ def run_vpo(
     trainer.save_model(str(out))
     trainer.processing_class.save_pretrained(str(out))
     return {"captioner": out, "metrics_csv": output_dir / METRICS_CSV, "seconds": seconds, "steps": config.vpo_steps}
-
-
-def _use_prompts(trainer: Any, vpo_config: Any, reasoner: Engine, config: DemoConfig) -> None:
-    """Swap the trainer's VPO reward for one that builds reasoner prompts from the demo's templates.
-
-    Needed only while `rapid_agent.rl.train.build_trainer` takes no `templates`; same reward, same name."""
-    from rapid_agent.rl.rewards import vpo_reward
-
-    gen = GenerationConfig(
-        vpo_config.reasoner_temperature, vpo_config.reasoner_top_p, vpo_config.reasoner_max_new_tokens
-    )
-    reward = vpo_reward(
-        reasoner,
-        mode=config.vpo_mode,
-        gen=gen,
-        judge=WorldCaptionJudge() if vpo_config.judges_captions else None,
-        caption_penalty=vpo_config.caption_penalty,
-        retries=vpo_config.reasoner_retries,
-        templates=config.prompts,
-        answer_timeout_s=vpo_config.answer_timeout_s,
-    )
-    names = [getattr(f, "__name__", "") for f in trainer.reward_funcs]
-    if names != ["vpo"]:
-        raise RuntimeError(f"expected the trainer's one reward to be 'vpo', found {names}")
-    trainer.reward_funcs[0] = reward
