@@ -80,13 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rapid_agent", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     add_run_arguments(commands.add_parser("run", help="answer one question about one image"))
-    demo = commands.add_parser("demo", help="the offline RAPID demo: world, captioner, evaluation, VPO, report")
-    try:
-        from rapid_agent.demo import add_arguments as add_demo_arguments
-    except ImportError:  # pragma: no cover - the demo ships with the package; a broken install says so at run time
-        add_demo_arguments = None
-    if add_demo_arguments is not None:
-        add_demo_arguments(demo)
+    from rapid_agent.demo import add_arguments as add_demo_arguments
+
+    add_demo_arguments(commands.add_parser("demo", help="the offline RAPID demo: world, captioner, VPO, report"))
     return parser
 
 
