@@ -152,13 +152,32 @@ def test_arguments() -> None:
 
 def test_world_caption_judge() -> None:
     judge = WorldCaptionJudge()
-    assert judge(["2 red circles, 1 blue square.", "No shapes.", "The answer is \\boxed{3}.", "", None]) == [
-        True,
-        True,
-        False,
-        False,
-        False,
+    captions = [
+        "2 red circles, 1 blue square.",
+        "There are 3 red shapes and 2 circles.",
+        "No shapes.",
+        "There are 3 red shapes. \\boxed{3}",  # a count, but it also answers in the caption slot
+        "The answer is 6.",
+        "",
+        None,
     ]
+    assert judge(captions) == [True, True, True, False, False, False, False]
+
+
+def test_sft_targets_stop_at_the_counts_where_arithmetic_is_not_taught() -> None:
+    from rapid_agent.demo.sft import task_target
+
+    level1, level2 = generate_items(2, seed=0, levels=(1, 2))
+    for item in (level1, level2):
+        assert task_target("sol", item, None) == item["solution"].rstrip() and "\\boxed" in item["solution"]
+        assert task_target("qcap", item, (1,)) == item["query_caption"] != task_target("cap", item, (1,))
+    assert task_target("sol", level1, (1,)) == task_target("direct", level1, (1,)) == level1["solution"]
+    # level 2 is not taught to the end: the tentative solution states the two counts and no answer
+    taught = task_target("qcap+sol", level2, (1,))
+    assert taught == f"<caption>{level2['query_caption']}</caption>\n<solution>{level2['query_caption']}</solution>"
+    assert "\\boxed" not in taught and level2["answer"] not in taught
+    with pytest.raises(ValueError, match="sft_solution_levels"):
+        DemoConfig(levels=(1, 2), sft_solution_levels=(3,))
 
 
 def test_paired_effect() -> None:
@@ -199,3 +218,41 @@ def test_quick_demo_writes_every_report_file(tmp_path: Path) -> None:
     again = run_demo(tmp_path / "report2", quick=True, cache_dir=tmp_path / "cache", progress=False, vpo_steps=0)
     assert not again["captioner_built"]
     assert (tmp_path / "report2" / "vpo_curves.png").is_file()
+
+
+def test_length_bucketed_batches_cover_an_epoch_with_less_padding() -> None:
+    import random
+
+    from rapid_agent.demo.sft import length_bucketed_batches
+
+    rng = random.Random(0)
+    lengths = [rng.randint(20, 200) for _ in range(1000)]
+    batches = length_bucketed_batches(lengths, 32, random.Random(1))
+    assert sorted(i for b in batches for i in b) == list(range(1000))  # every example once
+    assert all(len(b) <= 32 for b in batches)
+
+    def padded(batches: list[list[int]]) -> int:
+        return sum(len(b) * max(lengths[i] for i in b) for b in batches)
+
+    shuffled = list(range(1000))
+    random.Random(1).shuffle(shuffled)
+    plain = [shuffled[i : i + 32] for i in range(0, 1000, 32)]
+    assert padded(batches) < 0.8 * padded(plain)
+    assert batches != length_bucketed_batches(lengths, 32, random.Random(2))  # the order is random per epoch
+
+
+def test_level_table_splits_rows_by_level() -> None:
+    from rapid_agent.demo.report import level_table
+    from rapid_agent.evaluate import summarize
+
+    def records(row: str, correct: list[tuple[int, bool | None]]) -> list[dict]:
+        return [
+            {"row": row, "seed": 0, "id": str(i), "level": lv, "correct": c, "errors": [] if c is not None else ["x"]}
+            for i, (lv, c) in enumerate(correct)
+        ]
+
+    found = records("end-to-end", [(1, True), (1, True), (2, False), (2, False)])
+    found += records("qcap", [(1, True), (1, False), (2, True), (2, True)])
+    table = level_table({"sft": EvalResult(found, summarize(found))})
+    assert "| sft | captioner alone (end to end) | 100.0 | 0.0 |" in table
+    assert "| sft | decoupled: qcap | 50.0 | 100.0 |" in table

@@ -130,7 +130,7 @@ def test_grpo_stage_logs_accuracy_and_format_rewards(tmp_path, captioner_dir) ->
 
 @pytest.mark.slow
 def test_vpo_raises_the_reward_of_a_learnable_caption_property(tmp_path, captioner_dir, data) -> None:
-    cfg = config(tmp_path, captioner_dir, per_device_train_batch_size=16, num_generations=8, max_steps=12)
+    cfg = config(tmp_path, captioner_dir, per_device_train_batch_size=16, num_generations=8, max_steps=16)
     trainer = build_trainer(cfg, reasoner=digit_reasoner(), train_dataset=data)
     trainer.train()
     rewards = [float(r["reward"]) for r in read_rows(tmp_path / METRICS_CSV)]

@@ -101,7 +101,7 @@ def test_describe_orders_by_colour_then_shape_with_plurals():
     scene = Scene(grid=4, objects=tuple(objects))
     assert describe(scene) == "3 red circles, 1 blue square, 2 green triangles."
     assert parse_counts(describe(scene)) == {("red", "circle"): 3, ("blue", "square"): 1, ("green", "triangle"): 2}
-    question = ask(scene, 2, random.Random(0), kind="diff_colour")
+    question = ask(scene, 3, random.Random(0), kind="diff_colour")
     assert question is not None and question.answer in {"1", "2"}
     assert re.search(r"\d+ - \d+ = \d+\. \\boxed\{\d\}$", solution(scene, question))
 
@@ -146,7 +146,7 @@ def test_levels_are_respected():
 
 def test_multiple_choice_answers_are_letters_without_ties(items):
     multiple = [item for item in items if item["choices"]]
-    assert len(multiple) > 50 and {item["kind"] for item in multiple} == {"most_colour", "most_shape"}
+    assert len(multiple) > 25 and {item["kind"] for item in multiple} == {"most_colour", "most_shape"}
     for item in multiple:
         letters = "ABCD"[: len(item["choices"])]
         assert item["answer"] in letters
@@ -159,6 +159,34 @@ def test_multiple_choice_answers_are_letters_without_ties(items):
         assert totals.count(max(totals)) == 1
         assert item["choices"][letters.index(item["answer"])] == item["choices"][totals.index(max(totals))]
     assert all(not item["choices"] for item in items if item["level"] < 3)
+
+
+def test_query_captions_state_the_asked_counts_and_no_answer(items):
+    group = re.compile(r"(\d+) ((?:(?:red|blue|green|yellow) )?(?:shape|circle|square|triangle))s?\b")
+    for item in items:
+        stated = group.findall(item["query_caption"])
+        assert stated, item
+        if item["kind"] in ("total", "most_colour", "most_shape"):
+            assert item["query_caption"] == item["description"]
+            continue
+        for n, noun in stated:  # each stated count is the true count of that group
+            assert answer_from_description(item["description"], f"How many {noun}s are there?") == n, item
+        assert len(stated) == (1 if item["level"] == 1 else 2)
+        nouns = {noun.replace(" shape", "") for _, noun in stated}
+        assert all(noun.split()[-1] in item["question"] for noun in nouns), item
+        if item["level"] == 2:  # two counts of at least 2: the answer is never a stated count
+            assert all(int(n) >= 2 for n, _ in stated) and item["answer"] not in {n for n, _ in stated}
+
+
+def test_level_two_names_its_operation(items):
+    level2 = [item for item in items if item["level"] == 2]
+    assert {item["kind"] for item in level2} == set(TEMPLATES[2])
+    for item in level2:
+        a, b = (int(n) for n in re.findall(r"\d+", item["query_caption"]))
+        op = "*" if item["question"].startswith("What is the product") else "+"
+        assert (op == "*") == item["kind"].startswith("product")
+        assert item["answer"] == str(a * b if op == "*" else a + b)
+        assert item["solution"].endswith(f"{a} {op} {b} = {item['answer']}. \\boxed{{{item['answer']}}}")
 
 
 def test_differences_are_positive(items):

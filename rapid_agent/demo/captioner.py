@@ -38,19 +38,31 @@ def describe_accuracy(outputs: Sequence[str], items: Sequence[dict]) -> dict[str
 
 
 def measure_descriptions(model: Any, processor: Any, items: Sequence[dict], config: DemoConfig) -> dict[str, Any]:
-    """Greedy "cap" descriptions of held-out items, scored against the world's own descriptions."""
+    """Greedy "cap" descriptions and "qcap" query-related captions of held-out items, scored against the world's
+    own: the description's exact text and counts, and each level's share of exactly right query captions."""
     from rapid_agent.backends.hf import HFEngine
 
     engine = HFEngine.from_model(model, processor, role="captioner", spec="sft-captioner", max_batch_size=64)
     gen = GenerationConfig(temperature=0.0, top_p=1.0, max_new_tokens=config.captioner_max_new_tokens)
-    prompt = sft.task_prompt("cap", "", config.prompts)
     start = time.perf_counter()
-    outs = engine.generate([ChatRequest(prompt=prompt, image=item["image"]) for item in items], gen)
-    texts = [o.text if not isinstance(o, Exception) else "" for o in outs]
+    requests = [ChatRequest(prompt=sft.task_prompt("cap", "", config.prompts), image=i["image"]) for i in items]
+    requests += [
+        ChatRequest(prompt=sft.task_prompt("qcap", i["question"], config.prompts), image=i["image"]) for i in items
+    ]
+    outs = engine.generate(requests, gen)
+    texts = [o.text.strip() if not isinstance(o, Exception) else "" for o in outs]
+    descriptions, query_captions = texts[: len(items)], texts[len(items) :]
+    by_level: dict[int, list[bool]] = {}
+    for item, text in zip(items, query_captions, strict=True):
+        by_level.setdefault(item["level"], []).append(text == item["query_caption"])
     return {
-        **describe_accuracy(texts, items),
+        **describe_accuracy(descriptions, items),
+        "query_caption_exact": {level: sum(v) / len(v) for level, v in sorted(by_level.items())},
         "seconds": time.perf_counter() - start,
-        "examples": [{"id": i["id"], "gold": i["description"], "output": t} for i, t in zip(items[:3], texts[:3])],
+        "examples": [
+            {"id": i["id"], "gold": i["description"], "output": t, "query_caption": q}
+            for i, t, q in zip(items[:3], descriptions[:3], query_captions[:3])
+        ],
     }
 
 
@@ -84,7 +96,9 @@ def train_captioner(
     processor = load_processor(path)
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
     encoder = sft.Encoder(processor)
-    examples, pixels, grids = sft.build_examples(train_items, encoder, config.prompts)
+    examples, pixels, grids = sft.build_examples(
+        train_items, encoder, config.prompts, solution_levels=config.sft_solution_levels
+    )
     cells = sft.token_cells(grids, encoder.merge, config.grid)
     targets = [torch.tensor(sft.cell_labels(item, config.grid))[c] for item, c in zip(train_items, cells)]
     bar = tqdm(total=config.sft_steps, desc="captioner SFT", unit="step", disable=not progress, leave=False)

@@ -117,6 +117,21 @@ def combined_table(sft: EvalResult, vpo: EvalResult | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def level_table(results: dict[str, EvalResult]) -> str:
+    """Accuracy % of every (captioner, row) by question level (mean over seeds): where each route wins or loses."""
+    rows = [(stage, s) for stage, result in results.items() for s in result.summary]
+    levels = sorted({level for _, s in rows for level in s.by_level})
+    lines = [
+        "| captioner | row | " + " | ".join(f"level {lv}" for lv in levels) + " |",
+        "|---|---|" + "---:|" * len(levels),
+    ]
+    for stage, s in rows:
+        label = "captioner alone (end to end)" if s.row == END_TO_END else f"decoupled: {s.row}"
+        shown = [f"{100 * s.by_level[lv]:.1f}" if lv in s.by_level else "" for lv in levels]
+        lines.append(f"| {stage} | {label} | " + " | ".join(shown) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def write_tables(out: Path, sft: EvalResult, vpo: EvalResult | None) -> tuple[Path, Path]:
     md = out / TABLE_MD
     md.write_text(combined_table(sft, vpo))
@@ -216,7 +231,9 @@ def effects(sft: EvalResult, vpo: EvalResult | None, vpo_mode: str) -> dict[str,
     return out
 
 
-def write_readme(out: Path, summary: dict[str, Any], table: str, found: dict[str, list[Effect]]) -> Path:
+def write_readme(
+    out: Path, summary: dict[str, Any], table: str, found: dict[str, list[Effect]], by_level: str = ""
+) -> Path:
     cfg, timings, captioner = summary["config"], summary["timings"], summary["captioner"]
     desc = captioner.get("descriptions", {})
     lines = [
@@ -234,7 +251,16 @@ def write_readme(out: Path, summary: dict[str, Any], table: str, found: dict[str
         f"in {captioner.get('sft_seconds', 0):.0f} s "
         f"({'trained in this run' if summary['captioner_built'] else 'loaded from the cache'}); held-out "
         f"descriptions exactly right: {100 * desc.get('exact', float('nan')):.0f}%, same counts: "
-        f"{100 * desc.get('same_counts', float('nan')):.0f}% (n={desc.get('n', '?')})",
+        f"{100 * desc.get('same_counts', float('nan')):.0f}% (n={desc.get('n', '?')}); query-related captions "
+        "exactly right: "
+        + (", ".join(f"level {lv} {100 * v:.0f}%" for lv, v in desc.get("query_caption_exact", {}).items()) or "?"),
+        "- what the captioner was taught: to perceive (the description, the query-related caption) on every "
+        "training item; worked solutions "
+        + (
+            "on every level"
+            if cfg.get("sft_solution_levels") is None
+            else f"only at level(s) {', '.join(map(str, cfg['sft_solution_levels']))}"
+        ),
         f"- reasoner: temperature {cfg['reasoner_temperature']}, at most {cfg['reasoner_max_new_tokens']} new "
         f"tokens, {cfg['seeds']} seed(s) per row",
         f"- VPO: {cfg['vpo_steps']} steps in mode `{cfg['vpo_mode']}`, {cfg['vpo_prompts_per_step']} questions x "
@@ -244,6 +270,17 @@ def write_readme(out: Path, summary: dict[str, Any], table: str, found: dict[str
         "## Accuracy on the held-out test split",
         "",
         table,
+        *(
+            [
+                "## By question level",
+                "",
+                f"Accuracy % (mean over seeds) on the {cfg['n_test']} test items.",
+                "",
+                by_level,
+            ]
+            if by_level
+            else []
+        ),
         "## Effects against noise",
         "",
         "Each effect is a paired difference over the same test items (correctness averaged over seeds); "

@@ -11,9 +11,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
+import importlib
 import logging
 import os
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,9 +82,17 @@ def quiet_libraries() -> Iterator[None]:
     datasets.disable_progress_bars()
     hf_logging.disable_progress_bar()
     transformers.logging.set_verbosity_error()
+    # transformers' GGUF loader draws its de-quantizing bar with tqdm directly, past its own progress switch
+    gguf = importlib.import_module("transformers.modeling_gguf_pytorch_utils")
+    gguf_tqdm = gguf.tqdm
+    gguf.tqdm = functools.partial(gguf_tqdm, disable=True)
     try:
-        yield
+        with warnings.catch_warnings():
+            # TRL asks the model a deprecated question every step; the answer is right, the warning is noise
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            yield
     finally:
+        gguf.tqdm = gguf_tqdm
         if datasets_bars:
             datasets.enable_progress_bars()
         if hf_bars:
@@ -246,7 +257,7 @@ def _run(
             k: [dataclasses.asdict(e) | {"beyond_noise": e.beyond_noise} for e in v] for k, v in found.items()
         },
     }
-    report.write_readme(out, summary, table, found)
+    report.write_readme(out, summary, table, found, report.level_table(results))
     report.write_summary(out, summary)
     stages.close()
     print(table)

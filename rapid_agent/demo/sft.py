@@ -42,14 +42,28 @@ def task_prompt(task: str, question: str, prompts: Prompts) -> str:
     return prompt
 
 
-def task_target(task: str, item: dict) -> str:
-    """What the captioner should write for `task` on a world item."""
-    if task in ("cap", "qcap"):
-        return item["description"]
-    if task in ("sol", "direct"):
+def tentative_solution(item: dict, solution_levels: Sequence[int] | None = None) -> str:
+    """The worked solution the captioner is taught for `item`: the world's own, to the boxed answer, when the item's
+    level is in `solution_levels` (None: every level); otherwise it stops at the counts read from the image (the
+    query-related caption): the captioner is not taught that level's arithmetic."""
+    if solution_levels is None or item["level"] in solution_levels:
         return item["solution"]
-    if task in ("cap+sol", "qcap+sol"):
-        return f"<caption>{item['description']}</caption>\n<solution>{item['solution']}</solution>"
+    return item["query_caption"]
+
+
+def task_target(task: str, item: dict, solution_levels: Sequence[int] | None = None) -> str:
+    """What the captioner should write for `task` on a world item."""
+    if task == "cap":
+        return item["description"]
+    if task == "qcap":
+        return item["query_caption"]
+    solution = tentative_solution(item, solution_levels)
+    if task in ("sol", "direct"):
+        return solution
+    if task == "cap+sol":
+        return f"<caption>{item['description']}</caption>\n<solution>{solution}</solution>"
+    if task == "qcap+sol":
+        return f"<caption>{item['query_caption']}</caption>\n<solution>{solution}</solution>"
     raise ValueError(f"unknown task {task!r}; choose from {TASKS}")
 
 
@@ -57,7 +71,7 @@ def corpus(items: Sequence[dict], prompts: Prompts) -> list[str]:
     """The text the tokenizer should encode compactly: every prompt and target the captioner will see."""
     texts = [task_prompt(t, item["question"], prompts) for item in items[:200] for t in TASKS]
     for item in items:
-        texts.extend(task_target(t, item) for t in ("cap", "sol"))
+        texts.extend(task_target(t, item) for t in ("cap", "qcap", "sol"))
     return texts
 
 
@@ -98,18 +112,17 @@ class Encoder:
 
 
 def build_examples(
-    items: Sequence[dict], encoder: Encoder, prompts: Prompts, tasks: Sequence[str] = TASKS
+    items: Sequence[dict], encoder: Encoder, prompts: Prompts, solution_levels: Sequence[int] | None = None
 ) -> tuple[list[Encoded], list[torch.Tensor], torch.Tensor]:
-    """Every (item, task) pair encoded, plus the preprocessed images they point to."""
+    """Every (item, task) pair encoded (targets as `task_target` with `solution_levels`), plus the images."""
     pixels, grids = encoder.images([item["image"] for item in items])
     merge2 = encoder.merge**2
     examples = []
     for i, item in enumerate(items):
         n_tokens = int(grids[i].prod()) // merge2
-        for task in tasks:
-            examples.append(
-                encoder.encode(task_prompt(task, item["question"], prompts), task_target(task, item), n_tokens, i)
-            )
+        for task in TASKS:
+            prompt, target = task_prompt(task, item["question"], prompts), task_target(task, item, solution_levels)
+            examples.append(encoder.encode(prompt, target, n_tokens, i))
     return examples, pixels, grids
 
 
@@ -181,6 +194,21 @@ class CellProbe(torch.nn.Module):
         self._hook.remove()
 
 
+def length_bucketed_batches(
+    lengths: Sequence[int], batch_size: int, rng: random.Random, *, pool: int = 16
+) -> list[list[int]]:
+    """One epoch of batches (lists of indices) in random order, each drawn from a shuffled pool of `pool` batches'
+    worth of examples sorted by length: batches hold similar lengths, so less of each step is padding."""
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    batches = []
+    for start in range(0, len(order), batch_size * pool):
+        chunk = sorted(order[start : start + batch_size * pool], key=lengths.__getitem__)
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
 @dataclass
 class SFTResult:
     steps: int
@@ -222,18 +250,15 @@ def train(
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    order: list[int] = []
+    queue: list[list[int]] = []
     losses: list[float] = []
     model.train()
     start = time.perf_counter()
     step = 0
     for step in range(steps):
-        if len(order) < batch_size:
-            fresh = list(range(len(examples)))
-            rng.shuffle(fresh)
-            order.extend(fresh)
-        batch = [examples[i] for i in order[:batch_size]]
-        del order[:batch_size]
+        if not queue:
+            queue = length_bucketed_batches([len(e.input_ids) for e in examples], batch_size, rng)
+        batch = [examples[i] for i in queue.pop()]
         loss = model(**collate(batch, pixels, grids, pad_id)).loss
         if probe is not None:
             targets = torch.cat([token_targets[e.image_index] for e in batch])

@@ -4,7 +4,7 @@ The reward is `rapid_agent.rl`'s VPO reward (the reasoner's correctness from eac
 a correct output that holds no genuine caption). Two choices are the demo's own:
 
 - the judge of "genuine caption" is `WorldCaptionJudge`, a rule that accepts a caption stating at least one
-  "<count> <colour> <shape>" of the world. The paper (and the trainer's default) asks the policy itself, but a
+  count of the world's shapes and no boxed answer. The paper (and the trainer's default) asks the policy itself, but a
   1M-parameter captioner trained only to describe and solve cannot answer a yes/no question.
 - the reasoner sees the demo's prompts (`DemoConfig.prompts`), the same as in the evaluation.
 """
@@ -19,16 +19,21 @@ from typing import Any
 
 from rapid_agent.backends import Engine
 from rapid_agent.demo.config import DemoConfig
-from rapid_agent.world import parse_counts
+from rapid_agent.world import states_a_count
 
 logger = logging.getLogger(__name__)
 
 
 class WorldCaptionJudge:
-    """A caption is genuine when it states at least one count of a coloured shape (or says there are none)."""
+    """A caption is genuine when it states at least one count of the world's shapes ("2 red circles", "1 square",
+    or "No shapes.") and holds no boxed answer."""
 
     def __call__(self, captions: Sequence[str | None]) -> list[bool | None]:
-        return [bool(c and (parse_counts(c) or c.strip().lower().startswith("no shapes"))) for c in captions]
+        return [bool(c and "\\boxed" not in c and (states_a_count(c) or _says_empty(c))) for c in captions]
+
+
+def _says_empty(caption: str) -> bool:
+    return caption.strip().lower().startswith("no shapes")
 
 
 def _vpo_config(config: DemoConfig, captioner: Path, output_dir: Path, reasoner_spec: str) -> Any:

@@ -5,12 +5,13 @@
     answer_from_description(item["description"], item["question"], item["choices"])  # oracle reasoner
 
 Images are small (side a multiple of 28) so each object sits in its own Qwen2.5-VL visual token; descriptions
-state counts plainly ("3 red circles, 1 blue square.") so a small text-only reasoner can answer from them.
+state counts plainly ("3 red circles, 1 blue square."), and each question's query-related caption states only the
+counts it asks about ("There are 3 red shapes. There is 1 square."), which a small text-only reasoner can work from.
 """
 
 from rapid_agent.world.dataset import FEATURES, build_world, generate_items
-from rapid_agent.world.oracle import answer_from_description, parse_counts
-from rapid_agent.world.questions import TEMPLATES, Question, ask, describe, solution
+from rapid_agent.world.oracle import answer_from_description, parse_counts, states_a_count
+from rapid_agent.world.questions import TEMPLATES, Question, ask, describe, query_caption, solution
 from rapid_agent.world.scenes import COLOURS, PALETTE, SHAPES, Scene, SceneObject, render, sample_scene
 
 __all__ = [
@@ -28,7 +29,9 @@ __all__ = [
     "describe",
     "generate_items",
     "parse_counts",
+    "query_caption",
     "render",
     "sample_scene",
     "solution",
+    "states_a_count",
 ]

@@ -1,7 +1,7 @@
 """Items of the synthetic world and their export to a `datasets.DatasetDict` with a held-out test split.
 
 Each item is a dict with the columns of `FEATURES`; `question`, `image` and `answer` are what the trainer and the
-evaluator take, `description` and `solution` are the captioner's supervised targets, and `signature` (the scene's
+evaluator take, `description`, `query_caption` and `solution` are the captioner's supervised targets, and `signature` (the scene's
 objects and cells plus the question text) is what makes the test split held out.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import datasets
 
-from rapid_agent.world.questions import TEMPLATES, ask, describe, solution
+from rapid_agent.world.questions import TEMPLATES, ask, describe, query_caption, solution
 from rapid_agent.world.scenes import check_geometry, render, sample_scene
 
 FEATURES = datasets.Features(
@@ -24,6 +24,7 @@ FEATURES = datasets.Features(
         "answer": datasets.Value("string"),
         "description": datasets.Value("string"),
         "solution": datasets.Value("string"),
+        "query_caption": datasets.Value("string"),
         "level": datasets.Value("int32"),
         "kind": datasets.Value("string"),
         "choices": datasets.List(datasets.Value("string")),
@@ -64,6 +65,7 @@ def _iter_items(
             "answer": question.answer,
             "description": describe(scene),
             "solution": solution(scene, question),
+            "query_caption": query_caption(scene, question),
             "level": question.level,
             "kind": question.kind,
             "choices": list(question.choices),

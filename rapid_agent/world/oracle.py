@@ -17,6 +17,14 @@ _OPTION = re.compile(r"\b([A-D])\.\s*([a-z]+)", re.IGNORECASE)
 _WORTH = re.compile(r"each (circle|square|triangle) is worth (\d+) points?", re.IGNORECASE)
 
 
+_GROUP = re.compile(r"\b(\d+)\s+(?:(?:red|blue|green|yellow)\s+)?(?:shape|circle|square|triangle)s?\b", re.IGNORECASE)
+
+
+def states_a_count(text: str) -> bool:
+    """Whether `text` states how many of some group there are ("2 red shapes", "1 circle", "3 blue squares")."""
+    return bool(_GROUP.search(text))
+
+
 def parse_counts(description: str) -> dict[tuple[str, str], int]:
     """(colour, shape) -> count as stated in the description; a repeated pair adds up, an unstated one is 0."""
     counts: dict[tuple[str, str], int] = {}
@@ -62,6 +70,9 @@ def answer_from_description(description: str, question: str, choices: Sequence[s
     if worth:
         shape_total = {s: sum(n for (_, sh), n in counts.items() if sh == s) for s in _SHAPES}
         return str(sum(shape_total[s.lower()] * int(w) for s, w in worth))
+    if m := re.match(r"what is the (product|sum) of the number of (.+?) and the number of (.+?)\?", low):
+        a, b = _count(counts, m[2]), _count(counts, m[3])
+        return str(a * b if m[1] == "product" else a + b)
     if m := re.match(r"how many more (.+?) than (.+?) are there", low):
         return str(_count(counts, m[1]) - _count(counts, m[2]))
     if m := re.match(r"how many (.+?) and (.+?) are there in total", low):

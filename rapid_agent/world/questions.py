@@ -1,9 +1,14 @@
 """Questions about a scene: templates by difficulty level, gold answers, the canonical description, solutions.
 
-Level 1 reads one count, level 2 applies one operation to two read counts (or sums all), level 3 is a multiple
+Level 1 reads one count. Level 2 reads two counts and applies the one operation the question names ("What is the
+product of the number of red shapes and the number of circles?"): phrased so that a text-only reasoner given the
+two counts only has to do the arithmetic. Level 3 needs more: a difference, a total over every group, a multiple
 choice comparison or a weighted sum. Gold answers are computed here from the scene's objects; the independent
 check from the description text lives in `oracle.py`. A template returns None when its quantity would be ill
 defined for the scene (a tie for "most", a non-positive difference), and another is tried.
+
+Besides the full description, each question has a query-related caption (`query_caption`): only the counts the
+question asks about, a sentence each ("There are 2 red shapes. There are 3 circles.").
 """
 
 from __future__ import annotations
@@ -80,7 +85,7 @@ def _diff_colour(scene: Scene, rng: random.Random) -> Question | None:
         return None
     a, b = sorted(pair, key=lambda c: -counts[c])  # "how many more a than b" only when a > b
     text = f"How many more {a} shapes than {b} shapes are there?"
-    return Question("diff_colour", 2, text, str(counts[a] - counts[b]), params={"a": a, "b": b})
+    return Question("diff_colour", 3, text, str(counts[a] - counts[b]), params={"a": a, "b": b})
 
 
 def _diff_shape(scene: Scene, rng: random.Random) -> Question | None:
@@ -90,7 +95,7 @@ def _diff_shape(scene: Scene, rng: random.Random) -> Question | None:
         return None
     a, b = sorted(pair, key=lambda s: -counts[s])
     text = f"How many more {a}s than {b}s are there?"
-    return Question("diff_shape", 2, text, str(counts[a] - counts[b]), params={"a": a, "b": b})
+    return Question("diff_shape", 3, text, str(counts[a] - counts[b]), params={"a": a, "b": b})
 
 
 def _sum_colour(scene: Scene, rng: random.Random) -> Question | None:
@@ -100,7 +105,7 @@ def _sum_colour(scene: Scene, rng: random.Random) -> Question | None:
         return None
     a, b = (c for c in COLOURS if c in pair)
     text = f"How many {a} and {b} shapes are there in total?"
-    return Question("sum_colour", 2, text, str(counts[a] + counts[b]), params={"a": a, "b": b})
+    return Question("total_colour", 3, text, str(counts[a] + counts[b]), params={"a": a, "b": b})
 
 
 def _sum_shape(scene: Scene, rng: random.Random) -> Question | None:
@@ -110,11 +115,34 @@ def _sum_shape(scene: Scene, rng: random.Random) -> Question | None:
         return None
     a, b = (s for s in SHAPES if s in pair)
     text = f"How many {a}s and {b}s are there in total?"
-    return Question("sum_shape", 2, text, str(counts[a] + counts[b]), params={"a": a, "b": b})
+    return Question("total_shape", 3, text, str(counts[a] + counts[b]), params={"a": a, "b": b})
+
+
+def _noun(group: str, by_colour: bool) -> str:
+    return f"{group} shape" if by_colour else group
+
+
+def _operation(op: str, by_colour: bool):
+    name = "product" if op == "*" else "sum"
+
+    def template(scene: Scene, rng: random.Random) -> Question | None:
+        counts = _colour_counts(scene) if by_colour else _shape_counts(scene)
+        # Both counts at least 2, so the answer is never one of the counts: copying a count is never right.
+        pair = _two_present(Counter({g: n for g, n in counts.items() if n >= 2}), rng)
+        if pair is None:
+            return None
+        a, b = pair
+        na, nb = counts[a], counts[b]
+        text = f"What is the {name} of the number of {_noun(a, by_colour)}s and the number of {_noun(b, by_colour)}s?"
+        answer = na * nb if op == "*" else na + nb
+        kind = f"{name}_{'colour' if by_colour else 'shape'}"
+        return Question(kind, 2, text, str(answer), params={"a": a, "b": b, "op": op})
+
+    return template
 
 
 def _total(scene: Scene, rng: random.Random) -> Question | None:
-    return Question("total", 2, "How many shapes are there in total?", str(len(scene.objects)))
+    return Question("total", 3, "How many shapes are there in total?", str(len(scene.objects)))
 
 
 def _most(kind: str, prompt: str, counts: Counter, options: tuple[str, ...], rng: random.Random) -> Question | None:
@@ -155,13 +183,21 @@ Template = Callable[[Scene, random.Random], "Question | None"]
 TEMPLATES: dict[int, dict[str, Template]] = {
     1: {"count_colour": _count_colour, "count_shape": _count_shape, "count_pair": _count_pair},
     2: {
+        "product_colour": _operation("*", by_colour=True),
+        "product_shape": _operation("*", by_colour=False),
+        "sum_colour": _operation("+", by_colour=True),
+        "sum_shape": _operation("+", by_colour=False),
+    },
+    3: {
         "diff_colour": _diff_colour,
         "diff_shape": _diff_shape,
-        "sum_colour": _sum_colour,
-        "sum_shape": _sum_shape,
+        "total_colour": _sum_colour,
+        "total_shape": _sum_shape,
         "total": _total,
+        "most_colour": _most_colour,
+        "most_shape": _most_shape,
+        "points": _points,
     },
-    3: {"most_colour": _most_colour, "most_shape": _most_shape, "points": _points},
 }
 
 
@@ -190,12 +226,17 @@ def solution(scene: Scene, question: Question) -> str:
     elif kind == "count_pair":
         n = sum(o.colour == p["colour"] and o.shape == p["shape"] for o in scene.objects)
         body = f"{_has(n, p['colour'] + ' ' + p['shape'])}."
-    elif kind in ("diff_colour", "sum_colour", "diff_shape", "sum_shape"):
+    elif kind in ("product_colour", "product_shape", "sum_colour", "sum_shape"):
+        counts, noun = (colours, " shape") if kind.endswith("colour") else (shapes, "")
+        na, nb, op = counts[p["a"]], counts[p["b"]], p["op"]
+        result = na * nb if op == "*" else na + nb
+        body = f"{_has(na, p['a'] + noun)}. {_has(nb, p['b'] + noun)}. {na} {op} {nb} = {result}."
+    elif kind in ("diff_colour", "total_colour", "diff_shape", "total_shape"):
         counts, noun = (colours, " shape") if kind.endswith("colour") else (shapes, "")
         na, nb = counts[p["a"]], counts[p["b"]]
         op = "-" if kind.startswith("diff") else "+"
         result = na - nb if op == "-" else na + nb
-        body = f"{_has(na, p['a'] + noun)} and {_plural(nb, p['b'] + noun)}. {na} {op} {nb} = {result}."
+        body = f"{_has(na, p['a'] + noun)}. {_has(nb, p['b'] + noun)}. {na} {op} {nb} = {result}."
     elif kind == "total":
         pairs = Counter((o.colour, o.shape) for o in scene.objects)
         groups = [pairs[(c, s)] for c in COLOURS for s in SHAPES if pairs[(c, s)]]  # the description's order
@@ -209,7 +250,27 @@ def solution(scene: Scene, question: Question) -> str:
     elif kind == "points":
         na, nb = shapes[p["a"]], shapes[p["b"]]
         total = na * p["wa"] + nb * p["wb"]
-        body = f"{_has(na, p['a'])} and {_plural(nb, p['b'])}. {na} * {p['wa']} + {nb} * {p['wb']} = {total}."
+        body = f"{_has(na, p['a'])}. {_has(nb, p['b'])}. {na} * {p['wa']} + {nb} * {p['wb']} = {total}."
     else:
         raise ValueError(f"unknown question kind {kind!r}")
     return f"{body} \\boxed{{{question.answer}}}"
+
+
+def query_caption(scene: Scene, question: Question) -> str:
+    """The query-related caption: a sentence with only the counts `question` is about, and no answer."""
+    p, colours, shapes = question.params, _colour_counts(scene), _shape_counts(scene)
+    kind = question.kind
+    if kind == "count_colour":
+        groups = [(colours[p["colour"]], p["colour"] + " shape")]
+    elif kind == "count_shape":
+        groups = [(shapes[p["shape"]], p["shape"])]
+    elif kind == "count_pair":
+        n = sum(o.colour == p["colour"] and o.shape == p["shape"] for o in scene.objects)
+        groups = [(n, f"{p['colour']} {p['shape']}")]
+    elif kind in ("total", "most_colour", "most_shape"):
+        return describe(scene)  # about every group: the full description is the query-related one
+    else:  # two groups, by colour or by shape
+        by_colour = kind.endswith("colour")
+        counts = colours if by_colour else shapes
+        groups = [(counts[p[k]], p[k] + (" shape" if by_colour else "")) for k in ("a", "b")]
+    return " ".join(f"{_has(n, noun)}." for n, noun in groups)
