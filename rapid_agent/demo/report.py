@@ -259,7 +259,8 @@ def write_readme(
         + (
             "on every level"
             if cfg.get("sft_solution_levels") is None
-            else f"only at level(s) {', '.join(map(str, cfg['sft_solution_levels']))}"
+            else f"to the answer only at level(s) {', '.join(map(str, cfg['sft_solution_levels']))}; on the others "
+            "its tentative solution stops at the counts it read (it is not taught their arithmetic)"
         ),
         f"- reasoner: temperature {cfg['reasoner_temperature']}, at most {cfg['reasoner_max_new_tokens']} new "
         f"tokens, {cfg['seeds']} seed(s) per row",

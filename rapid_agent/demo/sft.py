@@ -2,8 +2,9 @@
 
 One set of weights serves every perception mode and the end-to-end row, because it is trained on a mixture: each
 training item appears once per mode, with the prompt `captioner_prompt(mode, question)` (or `direct_answer` for the
-captioner answering alone) and that mode's target (the scene description, the short worked solution, or both in
-`<caption>`/`<solution>` tags). The loop is plain torch (AdamW, loss on the target tokens only): TRL's SFTTrainer
+captioner answering alone) and that mode's target (the scene description, the query-related caption, the short
+worked solution, or a caption and the solution in `<caption>`/`<solution>` tags). Worked solutions reach the boxed
+answer only on the levels in `solution_levels`; elsewhere they stop at the counts read (`tentative_solution`). The loop is plain torch (AdamW, loss on the target tokens only): TRL's SFTTrainer
 adds nothing here and its collator does not know this processor's image-token expansion.
 
 How it departs from plain SFT: the vision tower also gets an auxiliary loss, a linear head on its output tokens that

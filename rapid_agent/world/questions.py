@@ -98,7 +98,7 @@ def _diff_shape(scene: Scene, rng: random.Random) -> Question | None:
     return Question("diff_shape", 3, text, str(counts[a] - counts[b]), params={"a": a, "b": b})
 
 
-def _sum_colour(scene: Scene, rng: random.Random) -> Question | None:
+def _total_colour(scene: Scene, rng: random.Random) -> Question | None:
     counts = _colour_counts(scene)
     pair = _two_present(counts, rng)
     if pair is None:
@@ -108,7 +108,7 @@ def _sum_colour(scene: Scene, rng: random.Random) -> Question | None:
     return Question("total_colour", 3, text, str(counts[a] + counts[b]), params={"a": a, "b": b})
 
 
-def _sum_shape(scene: Scene, rng: random.Random) -> Question | None:
+def _total_shape(scene: Scene, rng: random.Random) -> Question | None:
     counts = _shape_counts(scene)
     pair = _two_present(counts, rng)
     if pair is None:
@@ -122,7 +122,8 @@ def _noun(group: str, by_colour: bool) -> str:
     return f"{group} shape" if by_colour else group
 
 
-def _operation(op: str, by_colour: bool):
+def _operation(op: str, by_colour: bool) -> Template:
+    """A level-2 template: the product (op "*") or sum ("+") of two colour or shape counts."""
     name = "product" if op == "*" else "sum"
 
     def template(scene: Scene, rng: random.Random) -> Question | None:
@@ -191,8 +192,8 @@ TEMPLATES: dict[int, dict[str, Template]] = {
     3: {
         "diff_colour": _diff_colour,
         "diff_shape": _diff_shape,
-        "total_colour": _sum_colour,
-        "total_shape": _sum_shape,
+        "total_colour": _total_colour,
+        "total_shape": _total_shape,
         "total": _total,
         "most_colour": _most_colour,
         "most_shape": _most_shape,
