@@ -212,6 +212,10 @@ def ask(scene: Scene, level: int, rng: random.Random, kind: str | None = None) -
     return TEMPLATES[level][kind](scene, rng) if scene.objects else None
 
 
+#: level-3 kinds that combine two counts like level 2 does, with the operation implied by the kind
+_TWO_COUNTS_LEVEL3 = ("diff_colour", "total_colour", "diff_shape", "total_shape")
+
+
 def _has(n: int, noun: str) -> str:
     return f"There {'is' if n == 1 else 'are'} {_plural(n, noun)}"
 
@@ -227,16 +231,11 @@ def solution(scene: Scene, question: Question) -> str:
     elif kind == "count_pair":
         n = sum(o.colour == p["colour"] and o.shape == p["shape"] for o in scene.objects)
         body = f"{_has(n, p['colour'] + ' ' + p['shape'])}."
-    elif kind in ("product_colour", "product_shape", "sum_colour", "sum_shape"):
-        counts, noun = (colours, " shape") if kind.endswith("colour") else (shapes, "")
-        na, nb, op = counts[p["a"]], counts[p["b"]], p["op"]
-        result = na * nb if op == "*" else na + nb
-        body = f"{_has(na, p['a'] + noun)}. {_has(nb, p['b'] + noun)}. {na} {op} {nb} = {result}."
-    elif kind in ("diff_colour", "total_colour", "diff_shape", "total_shape"):
+    elif kind in ("product_colour", "product_shape", "sum_colour", "sum_shape", *_TWO_COUNTS_LEVEL3):
         counts, noun = (colours, " shape") if kind.endswith("colour") else (shapes, "")
         na, nb = counts[p["a"]], counts[p["b"]]
-        op = "-" if kind.startswith("diff") else "+"
-        result = na - nb if op == "-" else na + nb
+        op = p.get("op") or ("-" if kind.startswith("diff") else "+")
+        result = {"*": na * nb, "+": na + nb, "-": na - nb}[op]
         body = f"{_has(na, p['a'] + noun)}. {_has(nb, p['b'] + noun)}. {na} {op} {nb} = {result}."
     elif kind == "total":
         pairs = Counter((o.colour, o.shape) for o in scene.objects)
