@@ -8,8 +8,9 @@ Engines format requests with their own chat template, so the rest of the library
 from __future__ import annotations
 
 import asyncio
+import re
 from abc import ABC
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -19,8 +20,33 @@ if TYPE_CHECKING:
 Role = Literal["captioner", "reasoner"]
 
 
+#: longest error text kept from an engine or a server: the rest is cut, so a huge error page cannot flood a record
+MAX_ERROR_CHARS = 500
+#: what looks like a credential in an error text, each with the part that is kept to say what was masked
+_CREDENTIALS = (
+    re.compile(r"(?i)(\bbearer\s+)\S{8,}"),  # an Authorization header echoed back
+    re.compile(r"\b((?:sk|pk|rk|hf|ghp|gho|glpat|xox[abp])[-_])[A-Za-z0-9_-]{8,}"),  # provider key prefixes
+    re.compile(
+        r"(?i)(\b(?:api[_-]?key|access[_-]?token|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&}]{4,}"
+    ),
+)
+
+
+def redact(text: object, limit: int = MAX_ERROR_CHARS) -> str:
+    """`text` as a string fit for a record or a log: anything that looks like a credential masked, at most `limit`
+    characters. Servers echo requests and headers in their error pages; none of that may reach a result file."""
+    text = str(text)
+    for pattern in _CREDENTIALS:
+        text = pattern.sub(lambda m: m.group(1) + "[REDACTED]", text)
+    return text if len(text) <= limit else text[: limit - 16] + " ... [truncated]"
+
+
 class EngineError(RuntimeError):
-    """A request failed inside an engine (after its retries). Recorded per sample, never fatal to a batch."""
+    """A request failed inside an engine (after its retries). Recorded per sample, never fatal to a batch.
+    Its message is redacted and bounded (see `redact`), so it is safe to store with the sample."""
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(redact(message))
 
     @classmethod
     def caused_by(cls, message: str, cause: BaseException) -> EngineError:
@@ -64,35 +90,57 @@ CAPTIONER_DEFAULTS = GenerationConfig(temperature=0.0, top_p=1.0, max_new_tokens
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """One single-turn chat: an optional system message, a user prompt and, for captioners, one image."""
+    """One single-turn chat: an optional system message, a user prompt and, for captioners, images.
+
+    `images` holds every image in order (MMMU questions have several); `image=` is the one-image shorthand and,
+    after construction, always the first image (or None)."""
 
     prompt: str
     image: Image.Image | None = None
     system: str | None = None
+    images: tuple[Image.Image, ...] = ()
 
-    def messages(self, image_part: dict | None = None) -> list[dict]:
-        """OpenAI-style messages; the image (if any) is `image_part` (default `{"type": "image"}`, what chat
-        templates expect) before the text."""
+    def __post_init__(self) -> None:
+        images = tuple(self.images)
+        if self.image is not None and images and images[0] is not self.image:
+            raise ValueError("ChatRequest: give `image` (one) or `images` (several), not both")
+        if not images and self.image is not None:
+            images = (self.image,)
+        object.__setattr__(self, "images", images)
+        object.__setattr__(self, "image", images[0] if images else None)
+
+    def messages(self, image_parts: Sequence[dict] | None = None) -> list[dict]:
+        """OpenAI-style messages; the images (if any) come as `image_parts` (default one `{"type": "image"}` each,
+        what chat templates expect) before the text."""
         out: list[dict] = []
         if self.system:
             out.append({"role": "system", "content": self.system})
-        if self.image is None:
+        if not self.images:
             out.append({"role": "user", "content": self.prompt})
         else:
-            part = image_part or {"type": "image"}
-            out.append({"role": "user", "content": [part, {"type": "text", "text": self.prompt}]})
+            parts = list(image_parts) if image_parts is not None else [{"type": "image"} for _ in self.images]
+            if len(parts) != len(self.images):
+                raise ValueError(f"{len(parts)} image parts for {len(self.images)} images")
+            out.append({"role": "user", "content": [*parts, {"type": "text", "text": self.prompt}]})
         return out
+
+
+#: why generation stopped, in OpenAI's words: "stop" (end of sequence or a stop string), "length" (the token budget
+#: ran out: the text is truncated), or what a server said
+FinishReason = str
 
 
 @dataclass
 class Completion:
-    """One engine output with the counts the graph reports per node."""
+    """One engine output with the counts the graph reports per node. `finish_reason` is "length" when the output
+    was cut at `max_new_tokens` (a truncated answer), "stop" when the model ended it, None when unknown."""
 
     text: str
     prompt_tokens: int = 0
     completion_tokens: int = 0
     latency_s: float = 0.0
     meta: dict = field(default_factory=dict)
+    finish_reason: FinishReason | None = None
 
 
 class Engine(ABC):
@@ -108,6 +156,8 @@ class Engine(ABC):
     max_batch_size: int = 64
     #: how many engine calls may run at once (1 for a local model, more for a server)
     max_concurrent_calls: int = 1
+    #: whether `astream` yields text as it is generated (False: it yields the whole text once, at the end)
+    streams: bool = False
 
     def generate(self, requests: Sequence[ChatRequest], gen: GenerationConfig) -> list[Completion | Exception]:
         return asyncio.run(self.agenerate(requests, gen))
@@ -116,6 +166,16 @@ class Engine(ABC):
         if type(self).generate is Engine.generate:
             raise NotImplementedError(f"{type(self).__name__} implements neither generate nor agenerate")
         return await asyncio.to_thread(self.generate, requests, gen)
+
+    async def astream(self, request: ChatRequest, gen: GenerationConfig) -> AsyncIterator[str | Completion]:
+        """One request, streamed: text pieces (`str`) as they are generated, then the final `Completion` (whose
+        text is the whole output). Engines that cannot stream (`streams` False) yield the whole text once, then the
+        completion. Raises `EngineError` when the request fails."""
+        (result,) = await self.agenerate([request], gen)
+        if isinstance(result, Exception):
+            raise result if isinstance(result, EngineError) else EngineError.caused_by(str(result), result)
+        yield result.text
+        yield result
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the model or connection pool."""

@@ -52,8 +52,7 @@ def data_url_to_bytes(url: str) -> tuple[str, bytes]:
 
 
 def openai_messages(request: ChatRequest, *, image_format: ImageFormat = "PNG") -> list[dict]:
-    """The request as OpenAI chat messages; an image becomes an `image_url` part (data URL) before the text."""
-    if request.image is None:
-        return request.messages()
-    url = image_to_data_url(request.image, image_format)
-    return request.messages(image_part={"type": "image_url", "image_url": {"url": url}})
+    """The request as OpenAI chat messages; each image becomes an `image_url` part (data URL), in order, before the
+    text."""
+    parts = [{"type": "image_url", "image_url": {"url": image_to_data_url(im, image_format)}} for im in request.images]
+    return request.messages(image_parts=parts)
