@@ -81,18 +81,18 @@ def to_number(text: str | None, *, unit: str | None = None) -> float | None:
 
 
 def letter_set(text: str | None, *, allowed: str = LETTERS) -> frozenset[str]:
-    """The option letters (or digits) an answer names: `A, C`, `(B) and (D)`, `AC`, `3`."""
+    """The option letters (or digits) an answer names: `A, C`, `(B) and (D)`, `AC`, `3`; empty when the answer holds
+    anything else (a word is not an option list, even though its letters are)."""
     if not text:
         return frozenset()
-    text = _LATEX_WRAPPERS.sub(r"\1", text).upper()
-    text = re.sub(r"\b(?:AND|OR|OPTIONS?|CHOICES?|ANSWERS?)\b", " ", text)
-    tokens = [t for t in re.split(r"[\s,;/&()\[\].:]+", text) if t]
+    text = _LATEX_WRAPPERS.sub(r"\1", text)
+    text = re.sub(r"\b(?:and|or|options?|choices?)\b", " ", text, flags=re.IGNORECASE)
     found: set[str] = set()
-    for token in tokens:
-        if all(ch in allowed for ch in token) and len(token) <= len(allowed):
-            found.update(token)
-        else:
-            return frozenset()  # words other than letters: not a list of options
+    for token in (t for t in re.split(r"[\s,;/&()\[\].:]+", text) if t):
+        token = token.upper() if len(token) == 1 else token  # `c` is an option; `Ace` is a word
+        if not all(ch in allowed for ch in token):
+            return frozenset()
+        found.update(token)
     return frozenset(found)
 
 
