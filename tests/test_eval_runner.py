@@ -131,7 +131,7 @@ def test_shards_merge_to_the_unsharded_totals(tmp_path: Path) -> None:
     whole = evaluate(tmp_path / "whole", bench, captioner(), [reasoner()])
     for index in range(3):
         evaluate(tmp_path / f"shard{index}", bench, captioner(), [reasoner()], num_shards=3, shard_index=index)
-    sizes = [len(lines(tmp_path / f"shard{i}" / "results.shard-00{i}-of-003.jsonl")) for i in range(3)]
+    sizes = [len(lines(tmp_path / f"shard{i}" / f"results.shard-00{i}-of-003.jsonl")) for i in range(3)]
     assert sum(sizes) == len(lines(tmp_path / "whole" / "results.jsonl")) and min(sizes) > 0
     merge(tmp_path / "merged", [tmp_path / f"shard{i}" for i in range(3)])
     merged = summarize(read_results(tmp_path / "merged"))

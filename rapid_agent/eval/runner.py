@@ -387,7 +387,7 @@ def run_eval(benchmarks: Sequence[Adapter], *, context: RapidContext, config: Ev
                     future.result()
     finally:
         run.close()
-    summary = summarize(read_results(config.out), order=[a.label for a in benchmarks])
+    summary = summarize(read_results(config.out))  # columns in the paper's order, whatever order they were named in
     if config.tables:
         from rapid_agent.eval.tables import write_all
 

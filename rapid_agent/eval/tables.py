@@ -120,8 +120,7 @@ def write_chart(summary: Summary, path: str | Path, *, title: str = "Accuracy pe
     ax.set_ylim(0, 100)
     ax.set_title(title)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")  # room for the legend beside the axes
     plt.close(fig)
     return path
 

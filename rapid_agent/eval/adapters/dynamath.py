@@ -3,7 +3,7 @@
 
 Schema (dataset card): `id` (the seed question, shared by its variants), `question`, `image` (relative path),
 `decoded_image`, `ground_truth`, `answer_type` (multiple choice | float | free form), `subject`, `knowledge_level`.
-`--option dynamath.variants=1,2,3` evaluates some variants. The question is sent as is (options are written in it).
+`--option dynamath.variants=1,2,3` evaluates some variants (default: all ten, or those a local copy holds). The question is sent as is (options are written in it).
 
 Metric, after DynaMath's evaluation (VLMEvalKit `dataset/dynamath.py`): a float answer is right within 0.001 of the
 gold, a multiple-choice answer by its letter, a free-form answer when it is contained in the gold (we also accept
@@ -25,10 +25,12 @@ VARIANT = "__variant__"
 
 @dataclass(frozen=True)
 class DynaMathOptions(Options):
-    variants: tuple[int, ...] = field(default=tuple(range(1, 11)), metadata={"help": "variant numbers, of 1-10"})
+    variants: tuple[int, ...] | None = field(
+        default=None, metadata={"help": "variant numbers (default: all ten, or every one a local copy holds)"}
+    )
 
     def __post_init__(self) -> None:
-        if not self.variants or any(v < 1 for v in self.variants):
+        if self.variants is not None and (not self.variants or any(v < 1 for v in self.variants)):
             raise ValueError(f"variants: expected variant numbers >= 1, got {self.variants!r}")
 
 
@@ -46,10 +48,20 @@ class DynaMath(Adapter):
         if self.options.split:  # one named split, e.g. a copy that holds every variant in one file
             rows = load_rows(self.source, split=self.options.split, config=self.options.config)
             return [{**r, VARIANT: int(r.get("variant") or r.get("varid") or 1)} for r in rows]
+        from rapid_agent.eval.sources import SourceError
+
         rows = []
-        for variant in self.options.variants:
+        for variant in self.options.variants or range(1, 11):
             split = f"sample_variant{variant}"
-            rows += [{**r, VARIANT: variant} for r in load_rows(self.source, split=split, config=self.options.config)]
+            try:
+                found = load_rows(self.source, split=split, config=self.options.config)
+            except SourceError:
+                if self.options.variants:  # named by the user: it must exist
+                    raise
+                continue  # the default takes the variants a copy holds
+            rows += [{**r, VARIANT: variant} for r in found]
+        if not rows:
+            raise SourceError(f"no DynaMath variant split (sample_variant1 ... sample_variant10) in {self.source!r}")
         return rows
 
     def row_id(self, row: dict, index: int) -> str:
