@@ -20,8 +20,7 @@ from rapid_agent import RapidContext, solve_batch
 from rapid_agent.backends import ChatRequest, GenerationConfig, load_engine
 from rapid_agent.backends.batching import get_batcher
 from rapid_agent.models import build_tiny_qwen2_5_vl, smollm2_gguf_path
-from rapid_agent.perception import captioner_prompt, reasoner_prompt, split_output
-from rapid_agent.prompts import DEFAULT_PROMPTS
+from rapid_agent.perception import captioner_prompt, reasoner_request, split_output
 from rapid_agent.world import generate_items
 
 
@@ -31,10 +30,7 @@ def raw(items: list[dict], captioner, reasoner, context: RapidContext) -> list[s
     ]
     cap_out = captioner.generate(cap_requests, context.captioner_gen)
     reason_requests = [
-        ChatRequest(
-            reasoner_prompt(it["question"], split_output(context.mode, c.text), context.mode),
-            system=DEFAULT_PROMPTS.system,
-        )
+        reasoner_request(it["question"], split_output(context.mode, c.text), context.mode)
         for it, c in zip(items, cap_out)
     ]
     return [c.text for c in reasoner.generate(reason_requests, context.reasoner_gen)]

@@ -1,18 +1,20 @@
 """The RAPID state machine: perceive -> reason -> score, built and compiled once.
 
-    START -> perceive --(error)--> END
+    START -> perceive --(error, or no reasoner: perception only)--> END
                  \\-> reason --(no gold or error)--> END
                          \\-> score -> END
 
 Backends and mode come from the per-call `RapidContext`: `graph.invoke(sample, context=RapidContext(...))`.
-Nodes are async; the sync API (`invoke`, `batch`) runs each node on a private event loop in LangGraph's worker
-thread, so both APIs share the engines' micro-batches.
+A sample carrying `captioner_output` is perceived already: perceive splits it and calls no captioner.
+Nodes are async; the sync API (`invoke`, `batch`) runs each node on a private event loop, also when the caller's
+thread already runs one (a notebook, an async web handler), so both APIs share the engines' micro-batches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from typing import Literal
@@ -20,21 +22,28 @@ from typing import Literal
 from langchain_core.runnables import RunnableLambda
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import get_runtime
 
 from rapid_agent.config import RapidContext
 from rapid_agent.graphs.nodes import perceive, reason, score
 from rapid_agent.graphs.state import RapidInput, RapidState
 
 
+def run_sync(coro: Awaitable) -> object:
+    """Run `coro` to the end from sync code, in this thread when it runs no event loop, else in a helper thread
+    that carries this thread's context variables (LangGraph's run context among them)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    context = contextvars.copy_context()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(context.run, asyncio.run, coro).result()
+
+
 def _sync(afunc: Callable[[RapidState], Awaitable[dict]]) -> Callable[[RapidState], dict]:
     def run(state: RapidState) -> dict:
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return asyncio.run(afunc(state))
-        # called from inside a running loop (sync invoke from async code): run on a private loop elsewhere
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            return pool.submit(asyncio.run, afunc(state)).result()
+        return run_sync(afunc(state))
 
     run.__name__ = afunc.__name__
     return run
@@ -45,7 +54,9 @@ def _node(afunc: Callable[[RapidState], Awaitable[dict]]) -> RunnableLambda:
 
 
 def after_perceive(state: RapidState) -> Literal["reason", "__end__"]:
-    return END if state.get("errors") else "reason"
+    context = get_runtime(RapidContext).context
+    perception_only = context is not None and context.reasoner is None
+    return END if state.get("errors") or perception_only else "reason"
 
 
 def after_reason(state: RapidState) -> Literal["score", "__end__"]:

@@ -2,7 +2,9 @@
 
 Each node is an async function `state -> partial state` reading its engines and mode from the run's context, so
 one compiled graph serves any captioner/reasoner pair. An engine failure is recorded in `errors` and ends that
-sample's run; it never raises out of the graph.
+sample's run; it never raises out of the graph. Requests go through each engine's micro-batcher, except when the
+context asks to stream: then each request goes to its engine alone and its text is written to LangGraph's custom
+stream as it is generated.
 """
 
 from __future__ import annotations
@@ -10,16 +12,20 @@ from __future__ import annotations
 import asyncio
 import time
 
+from langgraph.config import get_stream_writer
 from langgraph.runtime import get_runtime
 
 from rapid_agent.answers import check_answer
-from rapid_agent.backends import ChatRequest, EngineError, load_engine
-from rapid_agent.backends.batching import get_batcher
+from rapid_agent.backends import ChatRequest, Completion, Engine, EngineError, GenerationConfig, load_engine
+from rapid_agent.backends.batching import get_batcher, traced
 from rapid_agent.config import RapidContext
 from rapid_agent.graphs.state import RapidState
 from rapid_agent.inputs import Sample
-from rapid_agent.perception import Perception, check_mode, reasoner_prompt
+from rapid_agent.perception import Perception, check_mode, reasoner_request, split_output
 from rapid_agent.tools import make_captioner_tool
+
+#: the state keys that make up the sample
+SAMPLE_KEYS = ("question", "image", "images", "answer", "choices", "id")
 
 
 def _context() -> RapidContext:
@@ -27,53 +33,89 @@ def _context() -> RapidContext:
     return context if context is not None else RapidContext()
 
 
+async def _generate(
+    engine: Engine, request: ChatRequest, gen: GenerationConfig, role: str, stream: bool
+) -> Completion:
+    """One request: through the engine's micro-batcher, or streamed piece by piece to LangGraph's custom stream."""
+    if not stream:
+        return await get_batcher(engine).asubmit(request, gen)
+    write = get_stream_writer()
+    async for piece in traced(engine).astream(request, gen):
+        if isinstance(piece, Completion):
+            return piece
+        write({"role": role, "text": piece})
+    raise EngineError(f"{engine.spec}: the stream ended without a completion")
+
+
 async def perceive(state: RapidState) -> dict:
     context = _context()
     mode = check_mode(context.mode)
-    sample = Sample.model_validate(
-        {k: state[k] for k in ("question", "image", "answer", "choices", "id") if state.get(k) is not None},
-        context={"max_pixels": context.max_pixels},
-    )
-    update: dict = {**sample.model_dump(), "mode": mode, "caption": None, "solution": None}
+    given = state.get("captioner_output")
+    data = {k: state[k] for k in SAMPLE_KEYS if state.get(k) is not None}
+    if given is not None or mode == "none":
+        data.pop("image", None), data.pop("images", None)  # not looked at: no need to decode them
+    limits = {"max_pixels": context.max_pixels, "max_question_chars": context.max_question_chars}
+    sample = Sample.model_validate(data, context=limits)
+    update: dict = {**sample.model_dump(exclude={"images"}), "mode": mode, "caption": None, "solution": None}
+    if given is not None:  # a perception computed earlier (an eval's cache, a VPO sample): no captioner call
+        return update | _perception(mode, given)
     if mode == "none":
-        return update | {"captioner_output": None}
-    if sample.image is None:
+        return update | {"captioner_output": None, "perception_missing": []}
+    if not sample.images:
         raise ValueError(f"image: required by perception mode {mode!r} (only mode 'none' runs without one)")
-    engine = load_engine(context.captioner, "captioner")
+    if context.captioner is None:
+        raise ValueError("captioner: none configured, and the sample carries no captioner_output")
+    engine = load_engine(context.captioner, "captioner", **context.captioner_options)
     tool = make_captioner_tool(
         engine, mode=mode, gen=context.captioner_gen, prompts=context.prompts, max_pixels=context.max_pixels
     )
     try:
-        out = await tool.ainvoke({"image": sample.image, "question": sample.question})
+        request = tool.request(sample.images, sample.question)
+        out = tool.result(await _generate(engine, request, context.captioner_gen, "captioner", context.stream))
     except EngineError as exc:
         return update | {"engines": {"captioner": engine.spec}, "errors": [f"captioner: {exc}"]}
-    return update | {
-        "captioner_output": out["text"],
-        "caption": out["caption"],
-        "solution": out["solution"],
-        "engines": {"captioner": engine.spec},
-        "metrics": {
-            "captioner_latency_s": out["latency_s"],
-            "captioner_prompt_tokens": out["prompt_tokens"],
-            "captioner_completion_tokens": out["completion_tokens"],
-        },
+    return (
+        update
+        | _perception(mode, out["text"])
+        | {
+            "engines": {"captioner": engine.spec},
+            "metrics": {
+                "captioner_latency_s": out["latency_s"],
+                "captioner_prompt_tokens": out["prompt_tokens"],
+                "captioner_completion_tokens": out["completion_tokens"],
+            },
+        }
+    )
+
+
+def _perception(mode: str, text: str) -> dict:
+    parts = split_output(mode, text)
+    return {
+        "captioner_output": text,
+        "caption": parts.caption,
+        "solution": parts.solution,
+        "perception_missing": parts.missing(mode),
     }
 
 
 async def reason(state: RapidState) -> dict:
     context = _context()
-    engine = load_engine(context.reasoner, "reasoner")
+    engine = load_engine(context.reasoner, "reasoner", **context.reasoner_options)
     perception = Perception(state.get("caption"), state.get("solution"))
-    prompt = reasoner_prompt(state["question"], perception, state["mode"], context.prompts)
-    request = ChatRequest(prompt=prompt, system=context.prompts.system)
+    request = reasoner_request(state["question"], perception, state["mode"], context.prompts)
     started = time.perf_counter()
     try:
-        out = await get_batcher(engine).asubmit(request, context.reasoner_gen)
+        out = await _generate(engine, request, context.reasoner_gen, "reasoner", context.stream)
     except EngineError as exc:
-        return {"reasoner_prompt": prompt, "engines": {"reasoner": engine.spec}, "errors": [f"reasoner: {exc}"]}
+        return {
+            "reasoner_prompt": request.prompt,
+            "engines": {"reasoner": engine.spec},
+            "errors": [f"reasoner: {exc}"],
+        }
     return {
-        "reasoner_prompt": prompt,
+        "reasoner_prompt": request.prompt,
         "reasoner_output": out.text,
+        "reasoner_finish_reason": out.finish_reason,
         "engines": {"reasoner": engine.spec},
         "metrics": {
             "reasoner_latency_s": out.latency_s or time.perf_counter() - started,

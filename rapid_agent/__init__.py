@@ -5,6 +5,7 @@ from that text; the answer is scored against the gold one; and the VPO trainer (
 that correctness as the reward that aligns the captioner with the reasoner.
 """
 
+import rapid_agent.models  # noqa: F401  (registers the built-in model names, e.g. hf:smollm2-135m-instruct)
 from rapid_agent.answers import Verdict, check_answer, extract_answer
 from rapid_agent.api import asolve_batch, solve, solve_batch
 from rapid_agent.backends import ChatRequest, Completion, Engine, EngineError, GenerationConfig, load_engine

@@ -1,12 +1,21 @@
-"""The short way to run the graph: one sample, or many in one batched pass that never loses a sample."""
+"""The short way to run the graph: one sample, or many in one batched pass that never loses a sample.
+
+`solve_batch` knows how many runs it starts, so it tells the engines' micro-batchers (a `Cohort`): each engine then
+gets the batch's requests as one call, instead of whatever a debounce window happened to catch. Samples that carry
+`captioner_output` skip the captioner; a context without a reasoner stops after perception. Both sync functions
+work from code that already runs an event loop (a notebook, an async web handler).
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from rapid_agent.backends.batching import Cohort, current_cohort
 from rapid_agent.config import RapidContext
 from rapid_agent.graphs import get_graph
+from rapid_agent.graphs.graph import run_sync
 
 
 def _context(context: RapidContext | None, overrides: dict[str, Any]) -> RapidContext:
@@ -23,8 +32,10 @@ def solve(
     context: RapidContext | None = None,
     **overrides: Any,
 ) -> dict:
-    """Run one sample through the graph. `overrides` are RapidContext fields (`reasoner="hf:..."`, `mode=...`)."""
-    sample = {"image": image, "question": question, "answer": answer, "choices": list(choices)}
+    """Run one sample through the graph. `image` is one image or a list of them; `overrides` are RapidContext
+    fields (`reasoner="hf:..."`, `mode=...`)."""
+    images = list(image) if isinstance(image, (list, tuple)) else [image] if image is not None else []
+    sample = {"images": images, "question": question, "answer": answer, "choices": choices}
     return get_graph().invoke(sample, context=_context(context, overrides))
 
 
@@ -33,21 +44,34 @@ def _failed(sample: Any, exc: BaseException) -> dict:
     return {**record, "correct": False if record.get("answer") is not None else None, "errors": [f"input: {exc}"]}
 
 
-def solve_batch(samples: Sequence[dict], *, context: RapidContext | None = None, **overrides: Any) -> list[dict]:
-    """Run many samples concurrently so that each engine sees few large batches. A sample whose input is invalid
-    comes back with its error in `errors` (and `correct=False` when it had a gold answer) instead of raising."""
-    results = get_graph().batch(
-        list(samples),
-        config={"max_concurrency": max(1, len(samples))},
-        return_exceptions=True,
-        context=_context(context, overrides),
-    )
-    return [_failed(s, r) if isinstance(r, BaseException) else r for s, r in zip(samples, results)]
-
-
 async def asolve_batch(
     samples: Sequence[dict], *, context: RapidContext | None = None, **overrides: Any
 ) -> list[dict]:
-    """Async `solve_batch`."""
-    results = await get_graph().abatch(list(samples), return_exceptions=True, context=_context(context, overrides))
-    return [_failed(s, r) if isinstance(r, BaseException) else r for s, r in zip(samples, results)]
+    """Run many samples concurrently so that each engine sees one large batch per role. A sample whose input is
+    invalid comes back with its error in `errors` (and `correct=False` when it had a gold answer) instead of
+    raising; results are in input order."""
+    samples = list(samples)
+    if not samples:
+        return []
+    context = _context(context, overrides)
+    graph = get_graph()
+    cohort = Cohort(len(samples))
+
+    async def run(sample: Any) -> dict:
+        try:
+            return await graph.ainvoke(sample, context=context)
+        except Exception as exc:
+            return _failed(sample, exc)
+        finally:
+            cohort.finish()
+
+    token = current_cohort.set(cohort)
+    try:
+        return list(await asyncio.gather(*(run(s) for s in samples)))
+    finally:
+        current_cohort.reset(token)
+
+
+def solve_batch(samples: Sequence[dict], *, context: RapidContext | None = None, **overrides: Any) -> list[dict]:
+    """`asolve_batch` for sync code."""
+    return run_sync(asolve_batch(samples, context=context, **overrides))  # type: ignore[return-value]

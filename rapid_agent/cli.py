@@ -1,57 +1,173 @@
 """`python -m rapid_agent`: `run` answers one question about one image; `demo` runs the offline demo.
 
-Thin by design: parse arguments, build a `RapidContext`, call the library.
+Thin by design: parse arguments, build a `RapidContext`, call the library. The options that configure a run
+(engines, mode, sampling per role, engine options, limits) are derived from `RapidContext` and `GenerationConfig`
+themselves, with their help texts and defaults, so every command that runs the graph (`run`, `eval`, `serve`) takes
+the same ones: `add_context_arguments` and `context_from_args`.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
+import typing
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
 
-from rapid_agent.backends import BackendUnavailableError, GenerationConfig
-from rapid_agent.config import DEFAULT_CAPTIONER, DEFAULT_REASONER, RapidContext
-from rapid_agent.perception import DEFAULT_MODE, MODES
+from rapid_agent.backends import CAPTIONER_DEFAULTS, REASONER_DEFAULTS, BackendUnavailableError, GenerationConfig
+from rapid_agent.config import RapidContext
+from rapid_agent.perception import MODES
+
+ROLES = ("captioner", "reasoner")
+_ROLE_DEFAULTS = {"captioner": CAPTIONER_DEFAULTS, "reasoner": REASONER_DEFAULTS}
+#: RapidContext fields that no command line sets (Python objects)
+_NOT_ON_THE_COMMAND_LINE = ("prompts",)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _scalar_type(annotation: Any) -> type:
+    """int, float, str or bool from a field annotation such as `int | None` (annotations are strings here)."""
+    text = str(annotation)
+    for kind in (bool, int, float):
+        if kind.__name__ in text.replace("None", ""):
+            return kind
+    return str
+
+
+def parse_option(text: str) -> tuple[str, Any]:
+    """`key=value` with a JSON value (`timeout_s=600`, `extra_body={"top_k": 20}`), or a plain string value."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"engine options look like key=value, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
+
+
+def add_context_arguments(parser: argparse.ArgumentParser, *, many: Iterable[str] = ()) -> None:
+    """Add one option per RapidContext setting. Names in `many` ("reasoner", "mode") may be given several times."""
+    many = set(many)
+    group = parser.add_argument_group("pipeline", "which models, which perception mode, how each samples")
+    hints = typing.get_type_hints(GenerationConfig)
+    for f in dataclasses.fields(RapidContext):
+        help_text = f.metadata.get("help", "")
+        if f.name in _NOT_ON_THE_COMMAND_LINE:
+            continue
+        if f.name in ROLES or f.name == "mode":
+            default = f.default if f.name not in many else None
+            extra = {"choices": MODES} if f.name == "mode" else {"metavar": "SPEC"}
+            action = "append" if f.name in many else "store"
+            repeat = " (repeat for several)" if f.name in many else ""
+            group.add_argument(
+                _flag(f.name),
+                action=action,
+                default=default,
+                help=f"{help_text}{repeat} (default: {f.default})",
+                **extra,
+            )
+        elif f.name.endswith("_gen"):
+            role = f.name.removesuffix("_gen")
+            for g in dataclasses.fields(GenerationConfig):
+                default = getattr(_ROLE_DEFAULTS[role], g.name)
+                group.add_argument(
+                    _flag(f"{role}_{g.name}"),
+                    type=_scalar_type(hints[g.name]),
+                    default=default,
+                    help=f"{role}: {g.metadata['help']} (default: %(default)s)",
+                )
+        elif f.name.endswith("_options"):
+            role = f.name.removesuffix("_options")
+            group.add_argument(
+                _flag(f"{role}_option"),
+                action="append",
+                type=parse_option,
+                default=[],
+                metavar="KEY=VALUE",
+                help=f"{help_text}; repeatable, values are JSON",
+            )
+        elif f.type in (bool, "bool"):
+            group.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
+        else:
+            kind = _scalar_type(f.type)
+            group.add_argument(_flag(f.name), type=kind, default=f.default, help=f"{help_text} (default: %(default)s)")
+
+
+def context_from_args(args: argparse.Namespace, **overrides: Any) -> RapidContext:
+    """The RapidContext the parsed options describe; `overrides` set fields directly (e.g. one of several reasoners)."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(RapidContext):
+        if f.name in _NOT_ON_THE_COMMAND_LINE or f.name in overrides:
+            continue
+        if f.name.endswith("_gen"):
+            role = f.name.removesuffix("_gen")
+            values[f.name] = GenerationConfig(
+                **{g.name: getattr(args, f"{role}_{g.name}") for g in dataclasses.fields(GenerationConfig)}
+            )
+        elif f.name.endswith("_options"):
+            values[f.name] = dict(getattr(args, f"{f.name.removesuffix('_options')}_option"))
+        else:
+            values[f.name] = getattr(args, f.name)
+    return RapidContext(**values, **overrides)
+
+
+def check_trace_path(path: str | None) -> None:
+    """Fail before any work when a trace file cannot be written (a missing folder that cannot be made, no rights)."""
+    if not path or path == "console":
+        return
+    target = Path(path).expanduser()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("a"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"--trace: cannot write a trace to {str(target)!r}: {exc.strerror or exc}") from None
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--image", required=True, help="image path (or data URL)")
+    parser.add_argument("--image", required=True, action="append", help="image path or data URL (repeat for several)")
     parser.add_argument("--question", required=True, help="the question about the image")
-    parser.add_argument("--captioner", default=DEFAULT_CAPTIONER, help="captioner spec (default: %(default)s)")
-    parser.add_argument("--reasoner", default=DEFAULT_REASONER, help="reasoner spec (default: %(default)s)")
-    parser.add_argument("--mode", default=DEFAULT_MODE, choices=MODES, help="perception mode (default: %(default)s)")
     parser.add_argument("--answer", help="gold answer: report whether the reasoner got it right")
     parser.add_argument("--choices", nargs="*", default=[], help="multiple-choice options, in letter order")
-    parser.add_argument("--captioner-max-new-tokens", type=int, default=1024)
-    parser.add_argument("--reasoner-max-new-tokens", type=int, default=4096)
-    parser.add_argument("--reasoner-temperature", type=float, default=0.6)
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed")
+    add_context_arguments(parser)
     parser.add_argument("--trace", help="write an OpenTelemetry trace of the run (JSON lines) to this file")
     parser.add_argument("--json", action="store_true", help="print the final state as JSON")
+    parser.add_argument("--quiet", action="store_true", help="do not stream the models' text while they write")
 
 
 def run(args: argparse.Namespace) -> int:
     from rapid_agent.graphs import get_graph
 
-    context = RapidContext(
-        captioner=args.captioner,
-        reasoner=args.reasoner,
-        mode=args.mode,
-        captioner_gen=GenerationConfig(temperature=0.0, top_p=1.0, max_new_tokens=args.captioner_max_new_tokens),
-        reasoner_gen=GenerationConfig(
-            temperature=args.reasoner_temperature, max_new_tokens=args.reasoner_max_new_tokens, seed=args.seed
-        ),
-    )
+    check_trace_path(args.trace)
+    stream = not args.quiet and not args.json
+    context = context_from_args(args).replace(stream=stream or args.stream)
     config: dict = {}
     if args.trace:
         from rapid_agent.tracing import OTelCallbackHandler, enable_tracing
 
         enable_tracing(path=args.trace)
         config["callbacks"] = [OTelCallbackHandler()]
-    sample = {"image": args.image, "question": args.question, "answer": args.answer, "choices": args.choices}
-    state = get_graph().invoke(sample, context=context, config=config)
+    sample = {"images": args.image, "question": args.question, "answer": args.answer, "choices": args.choices}
+    state: dict = {}
+    role = None
+    for mode, chunk in get_graph().stream(sample, config, context=context, stream_mode=["custom", "values"]):
+        if mode == "values":
+            state = chunk
+        elif stream:  # the models' text as it is generated, so a long CPU generation is never a silent wait
+            if chunk["role"] != role:
+                role = chunk["role"]
+                print(f"\n-- {role} (streaming) --", file=sys.stderr, flush=True)
+            print(chunk["text"], end="", file=sys.stderr, flush=True)
+    if role is not None:
+        print(file=sys.stderr)
     if args.json:
-        print(json.dumps({k: v for k, v in state.items() if k != "image"}, indent=2, default=str))
+        print(json.dumps({k: v for k, v in state.items() if k not in ("image", "images")}, indent=2, default=str))
     else:
         print_state(state)
     return 1 if state.get("errors") else 0
@@ -97,6 +213,6 @@ def main(argv: list[str] | None = None) -> int:
     except BackendUnavailableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except ValueError as exc:  # bad input: the message names the field
+    except (ValueError, TypeError) as exc:  # bad input or a bad setting: the message names the field
         print(f"error: {exc}", file=sys.stderr)
         return 2

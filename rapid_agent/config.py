@@ -1,14 +1,15 @@
-"""The per-call configuration of the RAPID graph: which captioner and reasoner, which perception mode, how each
-samples, which prompts. The compiled graph takes it as its LangGraph `context`, so swapping the reasoner is a
-different `RapidContext`, never a rebuilt graph."""
+"""The per-call configuration of the RAPID graph: which captioner and reasoner (and their engine options), which
+perception mode, how each samples, which prompts. The compiled graph takes it as its LangGraph `context`, so
+swapping the reasoner is a different `RapidContext`, never a rebuilt graph."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from rapid_agent.backends import CAPTIONER_DEFAULTS, REASONER_DEFAULTS, Engine, GenerationConfig, parse_spec
-from rapid_agent.inputs import DEFAULT_MAX_PIXELS
+from rapid_agent.inputs import DEFAULT_MAX_PIXELS, DEFAULT_MAX_QUESTION_CHARS
 from rapid_agent.perception import DEFAULT_MODE, check_mode
 from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
 
@@ -21,14 +22,51 @@ DEFAULT_REASONER = "hf:Qwen/Qwen3-8B"
 class RapidContext:
     """Everything a graph run needs besides the sample. Engine specs are checked here, loaded on first use."""
 
-    captioner: Any = field(default=DEFAULT_CAPTIONER, metadata={"help": "captioner spec or Engine"})
-    reasoner: Any = field(default=DEFAULT_REASONER, metadata={"help": "reasoner spec, Engine or BaseChatModel"})
+    captioner: Any = field(
+        default=DEFAULT_CAPTIONER,
+        metadata={
+            "help": "captioner spec (hf:, vllm:, openai:<model>@<url>) or Engine; None when samples carry "
+            "their perception (`captioner_output`)"
+        },
+    )
+    reasoner: Any = field(
+        default=DEFAULT_REASONER,
+        metadata={"help": "reasoner spec, Engine or LangChain chat model; None stops after perception"},
+    )
     mode: str = field(default=DEFAULT_MODE, metadata={"help": "perception mode"})
     captioner_gen: GenerationConfig = field(default=CAPTIONER_DEFAULTS, metadata={"help": "captioner sampling"})
     reasoner_gen: GenerationConfig = field(default=REASONER_DEFAULTS, metadata={"help": "reasoner sampling"})
+    captioner_options: Mapping[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "help": "captioner engine options, e.g. device_map=auto (hf), tensor_parallel_size=2 (vllm), "
+            "timeout_s=600 (openai)"
+        },
+    )
+    reasoner_options: Mapping[str, Any] = field(
+        default_factory=dict,
+        metadata={"help": "reasoner engine options, e.g. max_concurrency=256 or extra_body={...} (openai)"},
+    )
     prompts: Prompts = field(default=DEFAULT_PROMPTS, metadata={"help": "prompt templates"})
     max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata={"help": "downscale larger images to this"})
+    max_question_chars: int = field(
+        default=DEFAULT_MAX_QUESTION_CHARS, metadata={"help": "refuse questions longer than this"}
+    )
     answer_timeout_s: float = field(default=5.0, metadata={"help": "bound on answer verification per sample"})
+    strict_answers: bool = field(
+        default=False,
+        metadata={
+            "help": "score only the final \\boxed{} after the reasoning, and truncated outputs as wrong "
+            "(what training does)"
+        },
+    )
+    stream: bool = field(
+        default=False,
+        metadata={
+            "help": "stream each model's text as it is generated (LangGraph stream_mode='custom'); requests "
+            "then go to the engines one by one instead of batched"
+        },
+    )
 
     def __post_init__(self) -> None:
         check_mode(self.mode)
@@ -39,13 +77,21 @@ class RapidContext:
                     parse_spec(value)
                 except ValueError as exc:
                     raise ValueError(f"{name}: {exc}") from None
-            elif value is None or (name == "captioner" and not isinstance(value, Engine)):
-                raise TypeError(f"{name}: expected a spec string or an Engine, got {type(value).__name__}")
+            elif value is not None and name == "captioner" and not isinstance(value, Engine):
+                raise TypeError(f"{name}: expected a spec string, an Engine or None, got {type(value).__name__}")
         for name in ("captioner_gen", "reasoner_gen"):
             if not isinstance(getattr(self, name), GenerationConfig):
                 raise TypeError(f"{name}: expected a GenerationConfig, got {type(getattr(self, name)).__name__}")
+        for name in ("captioner_options", "reasoner_options"):
+            value = getattr(self, name)
+            if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+                raise TypeError(f"{name}: expected a mapping of option names to values, got {value!r}")
         if self.max_pixels < 28 * 28:
             raise ValueError(f"max_pixels must be at least {28 * 28}, got {self.max_pixels!r}")
+        if self.max_question_chars < 1:
+            raise ValueError(f"max_question_chars must be >= 1, got {self.max_question_chars!r}")
+        if not self.answer_timeout_s > 0:
+            raise ValueError(f"answer_timeout_s must be > 0, got {self.answer_timeout_s!r}")
 
     def replace(self, **changes: Any) -> RapidContext:
         unknown = set(changes) - {f.name for f in fields(self)}

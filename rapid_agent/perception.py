@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from rapid_agent.backends.base import ChatRequest
 from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
 
 Mode = Literal["none", "cap", "qcap", "sol", "cap+sol", "qcap+sol"]
@@ -51,10 +52,20 @@ def captioner_prompt(mode: str, question: str, prompts: Prompts = DEFAULT_PROMPT
 
 @dataclass(frozen=True)
 class Perception:
-    """The captioner's output split into its parts; either part is None when the mode does not produce it."""
+    """The captioner's output split into its parts; either part is None when the mode does not produce it or the
+    captioner did not write it."""
 
     caption: str | None
     solution: str | None
+
+    def missing(self, mode: str) -> list[str]:
+        """The parts `mode` asks for that the captioner did not write ("caption", "solution")."""
+        out = []
+        if has_caption(mode) and not (self.caption or "").strip():
+            out.append("caption")
+        if has_solution(mode) and not (self.solution or "").strip():
+            out.append("solution")
+        return out
 
 
 _TAG = r"<{0}>(.*?)(?:</{0}>|$)"
@@ -65,17 +76,17 @@ def _tagged(text: str, tag: str) -> str | None:
     return match.group(1).strip() if match else None
 
 
-def split_output(mode: str, text: str) -> Perception:
+def split_output(mode: str, text: str | None) -> Perception:
     """Split a captioner output per `mode`. Combined modes read the <caption>/<solution> tags; when the model
     ignored them, the text before a solution tag (or all of it) counts as the caption and the solution is None."""
     mode = check_mode(mode)
-    text = text.strip()
+    text = (text or "").strip()
     if mode == "none":
         return Perception(None, None)
     if mode in ("cap", "qcap"):
-        return Perception(_tagged(text, "caption") or text, None)
+        return Perception(_tagged(text, "caption") or text or None, None)
     if mode == "sol":
-        return Perception(None, _tagged(text, "solution") or text)
+        return Perception(None, _tagged(text, "solution") or text or None)
     caption = _tagged(text, "caption")
     solution = _tagged(text, "solution")
     if caption is None:
@@ -88,10 +99,13 @@ def reasoner_prompt(question: str, perception: Perception, mode: str, prompts: P
     mode = check_mode(mode)
     if mode == "none":
         return prompts.direct_answer.format(question=question)
-    caption_block = prompts.caption_block.format(caption=perception.caption) if has_caption(mode) else ""
-    solution_block = ""
+    missing = perception.missing(mode)
+    caption_block = solution_block = ""
+    if has_caption(mode):
+        caption = prompts.missing_caption if "caption" in missing else perception.caption
+        caption_block = prompts.caption_block.format(caption=caption)
     if has_solution(mode):
-        solution = perception.solution or "(the vision model gave no solution)"
+        solution = prompts.missing_solution if "solution" in missing else perception.solution
         solution_block = prompts.solution_block.format(solution=solution)
     return prompts.reason.format(
         caption_block=caption_block,
@@ -99,3 +113,11 @@ def reasoner_prompt(question: str, perception: Perception, mode: str, prompts: P
         solution_block=solution_block,
         instruction=prompts.reason_instruction,
     )
+
+
+def reasoner_request(
+    question: str, perception: Perception, mode: str, prompts: Prompts = DEFAULT_PROMPTS
+) -> ChatRequest:
+    """The reasoner's whole request (system message and prompt): what the graph, the VPO reward and the benchmarks
+    send, built in this one place."""
+    return ChatRequest(reasoner_prompt(question, perception, mode, prompts), system=prompts.system)

@@ -53,6 +53,10 @@ SOLUTION_BLOCK = (
 
 REASON_INSTRUCTION = "Reason step by step, then write the final answer in \\boxed{}."
 
+# What the reasoner reads in place of a part the captioner did not write (an empty output, or missing tags)
+MISSING_CAPTION = "(the vision model gave no description of the image)"
+MISSING_SOLUTION = "(the vision model gave no solution)"
+
 DIRECT_ANSWER = "{question}\n\nReason step by step, then write the final answer in \\boxed{{}}."
 
 
@@ -70,6 +74,8 @@ class Prompts:
     solution_block: str = SOLUTION_BLOCK
     reason_instruction: str = REASON_INSTRUCTION
     direct_answer: str = DIRECT_ANSWER
+    missing_caption: str = MISSING_CAPTION
+    missing_solution: str = MISSING_SOLUTION
 
     def replace(self, **fields: str) -> Prompts:
         return replace(self, **fields)

@@ -85,6 +85,7 @@ class InstrumentedEngine(Engine):
         self.spec = inner.spec
         self.max_batch_size = inner.max_batch_size
         self.max_concurrent_calls = inner.max_concurrent_calls
+        self.streams = inner.streams
 
     async def agenerate(self, requests: Sequence[ChatRequest], gen: GenerationConfig) -> list[Completion | Exception]:
         tracer = trace.get_tracer(TRACER_NAME)
@@ -93,7 +94,7 @@ class InstrumentedEngine(Engine):
                 {
                     "rapid.engine.spec": self.spec,
                     "rapid.engine.batch_size": len(requests),
-                    "rapid.engine.images": sum(r.image is not None for r in requests),
+                    "rapid.engine.images": sum(len(r.images) for r in requests),
                     "rapid.gen.temperature": gen.temperature,
                     "rapid.gen.max_new_tokens": gen.max_new_tokens,
                 }
@@ -110,6 +111,20 @@ class InstrumentedEngine(Engine):
             if len(done) < len(results):
                 span.set_status(Status(StatusCode.ERROR, f"{len(results) - len(done)} request(s) failed"))
             return results
+
+    async def astream(self, request: ChatRequest, gen: GenerationConfig):
+        tracer = trace.get_tracer(TRACER_NAME)
+        with tracer.start_as_current_span("engine.stream") as span:
+            span.set_attributes({"rapid.engine.spec": self.spec, "rapid.engine.batch_size": 1})
+            async for piece in self.inner.astream(request, gen):
+                if isinstance(piece, Completion):
+                    span.set_attributes(
+                        {
+                            "rapid.engine.prompt_tokens": piece.prompt_tokens,
+                            "rapid.engine.completion_tokens": piece.completion_tokens,
+                        }
+                    )
+                yield piece
 
     def close(self) -> None:
         self.inner.close()

@@ -8,12 +8,8 @@ texts so that prompts stay short. Building happens under a file lock so that sev
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +24,6 @@ VISION_TOWER_NAMES = ("visual", "vision_tower", "vision_model")
 
 def cache_root() -> Path:
     return Path(os.environ.get("RAPID_AGENT_CACHE", "~/.cache/rapid_agent")).expanduser()
-
-
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _loads(path: Path) -> bool:
@@ -75,17 +60,14 @@ def _tokenizer_corpus() -> list[str]:
 
 def ensure_tiny_captioner(path: Path | None = None) -> Path:
     """The built-in tiny Qwen2.5-VL, built (or rebuilt) under a lock when missing or broken."""
-    from rapid_agent.models import build_tiny_qwen2_5_vl, build_tokenizer
+    from rapid_agent.models import build_tiny_qwen2_5_vl, build_tokenizer, ensure_built
 
     path = path or cache_root() / "models" / TINY_CAPTIONER
-    with _locked(path):
-        if path.is_dir() and _loads(path):
-            return path
-        shutil.rmtree(path, ignore_errors=True)
-        staging = path.with_name(f".{path.name}.building-{os.getpid()}")
-        shutil.rmtree(staging, ignore_errors=True)
-        build_tiny_qwen2_5_vl(staging, tokenizer=build_tokenizer(corpus=_tokenizer_corpus()))
-        os.replace(staging, path)
+    if ensure_built(
+        path,
+        lambda staging: build_tiny_qwen2_5_vl(staging, tokenizer=build_tokenizer(corpus=_tokenizer_corpus())),
+        _loads,
+    ):
         logger.info("built %s into %s", TINY_CAPTIONER, path)
     return path
 

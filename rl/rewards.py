@@ -20,7 +20,7 @@ from typing import Any
 from rapid_agent.answers import check_answer, last_boxed
 from rapid_agent.backends import ChatRequest, Completion, Engine, GenerationConfig
 from rapid_agent.backends.batching import get_batcher
-from rapid_agent.perception import Perception, has_caption, has_solution, reasoner_prompt, split_output
+from rapid_agent.perception import Perception, has_caption, has_solution, reasoner_request, split_output
 from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
 
 logger = logging.getLogger(__name__)
@@ -77,10 +77,7 @@ def vpo_reward(
         log_metric, log_extra = kwargs.get("log_metric", _noop), kwargs.get("log_extra", _noop)
         choices = kwargs.get("choices") or [()] * len(completions)
         parts: list[Perception] = [split_output(mode, completion_text(c)) for c in completions]
-        requests = [
-            ChatRequest(reasoner_prompt(q, p, mode, templates), system=templates.system)
-            for q, p in zip(question, parts)
-        ]
+        requests = [reasoner_request(q, p, mode, templates) for q, p in zip(question, parts)]
         start = time.perf_counter()
         results = call_reasoner(reasoner, requests, gen, retries)
         latency = time.perf_counter() - start

@@ -105,3 +105,69 @@ def test_batch_of_32_real_images_makes_few_engine_calls(tiny_captioner_dir, tiny
     assert len(out) == 32 and all(not o["errors"] and o["correct"] in (True, False) for o in out)
     assert len(get_batcher(captioner).batch_sizes) <= 3 and sum(get_batcher(captioner).batch_sizes) == 32
     assert len(get_batcher(reasoner).batch_sizes) <= 3 and sum(get_batcher(reasoner).batch_sizes) == 32
+
+
+def test_an_unwritable_trace_path_is_a_clear_error_before_any_model_loads(picture, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    out = run_cli("--image", str(picture), "--question", "q", "--trace", str(blocker / "sub" / "trace.jsonl"))
+    assert out.returncode == 2 and "--trace: cannot write a trace" in out.stderr
+    assert "Traceback" not in out.stderr and "Loading" not in out.stderr
+
+
+def test_models_text_streams_to_the_terminal_and_options_come_from_the_dataclasses(
+    picture, tiny_captioner_dir, tiny_reasoner_dir
+):
+    from rapid_agent.cli import build_parser, context_from_args
+
+    args = build_parser().parse_args(
+        [
+            "run",
+            "--image",
+            "x.png",
+            "--question",
+            "q",
+            "--reasoner-top-p",
+            "0.5",
+            "--reasoner-option",
+            "timeout_s=30",
+            "--reasoner-option",
+            'extra_body={"top_k": 20}',
+            "--captioner-option",
+            "device_map=auto",
+            "--strict-answers",
+        ]
+    )
+    context = context_from_args(args)
+    assert context.reasoner_gen.top_p == 0.5 and context.reasoner_gen.max_new_tokens == 4096
+    assert context.reasoner_options == {"timeout_s": 30, "extra_body": {"top_k": 20}}
+    assert context.captioner_options == {"device_map": "auto"} and context.strict_answers is True
+    out = run_cli(
+        "--image",
+        str(picture),
+        "--question",
+        "How many shapes?",
+        "--captioner",
+        f"hf:{tiny_captioner_dir}",
+        "--reasoner",
+        f"hf:{tiny_reasoner_dir}",
+        "--captioner-max-new-tokens",
+        "6",
+        "--reasoner-max-new-tokens",
+        "6",
+    )
+    assert out.returncode == 0, out.stderr
+    assert "-- captioner (streaming) --" in out.stderr and "-- reasoner (streaming) --" in out.stderr
+    out = run_cli(
+        "--image",
+        str(picture),
+        "--question",
+        "q",
+        "--reasoner-option",
+        "no_such_option=1",
+        "--captioner",
+        f"hf:{tiny_captioner_dir}",
+        "--reasoner",
+        f"hf:{tiny_reasoner_dir}",
+    )
+    assert out.returncode == 2 and "unknown 'hf' engine option(s) ['no_such_option']" in out.stderr

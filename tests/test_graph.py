@@ -86,18 +86,88 @@ def test_reasoner_is_swapped_per_call_without_rebuilding(engines):
     assert reasoner.num_calls == 1 and contrarian.num_calls == 1
 
 
-def test_batch_of_32_makes_few_engine_calls():
-    # engines that take time like real ones: requests arriving while one call runs join the next call
+def test_a_batch_of_32_reaches_each_engine_as_one_call():
+    # the batch's size is known, so no debounce window may split it, however slowly its samples are prepared
     captioner = FunctionEngine(captioner_fn, delay_s=0.2)
     reasoner = FunctionEngine(reader, delay_s=0.2)
     samples = [{"image": scene(i % 4 + 1), "question": "How many?", "answer": str(i % 4 + 1)} for i in range(32)]
+    samples[5]["image"] = b"corrupt"  # fails before any engine: the others must not wait for it
     out = solve_batch(samples, captioner=captioner, reasoner=reasoner)
-    assert all(o["correct"] for o in out)
-    assert captioner.num_requests == 32 and captioner.num_calls <= 3
-    assert reasoner.num_requests == 32 and reasoner.num_calls <= 3
+    assert sum(bool(o["correct"]) for o in out) == 31 and "cannot decode image" in out[5]["errors"][0]
+    assert [len(c) for c in captioner.calls] == [31] and [len(c) for c in reasoner.calls] == [31]
     out = asyncio.run(asolve_batch(samples, captioner=captioner, reasoner=reasoner))
+    assert sum(bool(o["correct"]) for o in out) == 31
+    assert [len(c) for c in captioner.calls] == [31, 31] and [len(c) for c in reasoner.calls] == [31, 31]
+
+
+def test_concurrent_runs_without_a_known_size_still_share_engine_calls(engines):
+    # engines that take time like real ones: requests arriving while one call runs join the next call
+    captioner = FunctionEngine(captioner_fn, delay_s=0.2)
+    reasoner = FunctionEngine(reader, delay_s=0.2)
+    samples = [{"image": scene(i % 4 + 1), "question": "How many?", "answer": str(i % 4 + 1)} for i in range(24)]
+    context = RapidContext(captioner=captioner, reasoner=reasoner)
+    out = get_graph().batch(samples, context=context, config={"max_concurrency": 24})
     assert all(o["correct"] for o in out)
-    assert captioner.num_requests == 64 and captioner.num_calls <= 6
+    assert captioner.num_requests == 24 and captioner.num_calls <= 3
+
+
+def test_sync_calls_work_inside_a_running_event_loop(engines):
+    captioner, reasoner = engines
+
+    async def notebook_cell():  # what a notebook or an async web handler does: sync API, loop already running
+        one = solve(scene(2), "How many?", answer="2", captioner=captioner, reasoner=reasoner)
+        graph_one = get_graph().invoke(
+            {"image": scene(1), "question": "q", "answer": "1"},
+            context=RapidContext(captioner=captioner, reasoner=reasoner),
+        )
+        many = solve_batch(
+            [{"image": scene(3), "question": "q", "answer": "3"}], captioner=captioner, reasoner=reasoner
+        )
+        return one, graph_one, many
+
+    one, graph_one, many = asyncio.run(notebook_cell())
+    assert one["correct"] and graph_one["correct"] and many[0]["correct"]
+
+
+def test_given_perception_skips_the_captioner_and_no_reasoner_stops_after_perception(engines):
+    captioner, reasoner = engines
+    samples = [{"image": scene(n), "question": "How many?", "answer": str(n)} for n in (1, 2, 3)]
+    perceived = solve_batch(samples, captioner=captioner, reasoner=None)
+    assert captioner.num_requests == 3 and reasoner.num_calls == 0
+    assert all("reasoner_output" not in p and p["captioner_output"] for p in perceived)
+    # a second reasoner reads the cached perceptions: no captioner anywhere, no image needed
+    cached = [{**s, "image": None, "captioner_output": p["captioner_output"]} for s, p in zip(samples, perceived)]
+    scored = solve_batch(cached, captioner=None, reasoner=reasoner)
+    assert [s["correct"] for s in scored] == [True, True, True] and captioner.num_requests == 3
+    assert [s["caption"] for s in scored] == [p["caption"] for p in perceived]
+    with pytest.raises(ValueError, match="captioner: none configured"):
+        solve(scene(1), "q", captioner=None, reasoner=reasoner)
+
+
+def test_missing_perception_parts_are_named_and_counted():
+    untagged = FunctionEngine(lambda r: "", spec="fn:silent")
+    seen: list[str] = []
+    reasoner = FunctionEngine(lambda r: seen.append(r.prompt) or "\\boxed{1}")
+    out = solve(scene(1), "How many?", answer="1", captioner=untagged, reasoner=reasoner, mode="qcap+sol")
+    assert out["perception_missing"] == ["caption", "solution"]
+    assert "gave no description" in seen[0] and "gave no solution" in seen[0] and "None" not in seen[0]
+
+
+def test_state_is_plain_data_so_a_checkpointer_can_store_and_resume_it(engines, tmp_path):
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from rapid_agent.graphs import build_graph
+
+    captioner, reasoner = engines
+    path = tmp_path / "scene.png"
+    scene(2).save(path)
+    graph = build_graph().compile(checkpointer=InMemorySaver(), interrupt_after=["perceive"])
+    context = RapidContext(captioner=captioner, reasoner=reasoner)
+    thread = {"configurable": {"thread_id": "t1"}}
+    paused = graph.invoke({"image": str(path), "question": "How many?", "answer": "2"}, thread, context=context)
+    assert paused["image"] == str(path) and "reasoner_output" not in paused
+    resumed = graph.invoke(None, thread, context=context)  # resume the thread from its checkpoint
+    assert resumed["correct"] is True and captioner.num_calls == 1 and reasoner.num_calls == 1
 
 
 def test_engine_failures_and_bad_inputs_are_recorded_not_lost(engines, tmp_path):
@@ -140,3 +210,8 @@ def test_context_rejects_bad_settings():
         RapidContext(reasoner="hff:Qwen/Qwen3-8B")
     with pytest.raises(TypeError, match="unknown RapidContext field"):
         RapidContext().replace(reasonr="hf:x")
+    for bad in (0, -1.0):
+        with pytest.raises(ValueError, match="answer_timeout_s must be > 0"):
+            RapidContext(answer_timeout_s=bad)
+    with pytest.raises(TypeError, match="reasoner_options: expected a mapping"):
+        RapidContext(reasoner_options=["timeout_s=3"])

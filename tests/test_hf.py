@@ -219,3 +219,53 @@ def test_smollm2_gguf_answers_simple_arithmetic(smollm2_gguf):
         assert answer.completion_tokens <= 16 and answer.prompt_tokens > 10
     finally:
         engine.close()
+
+
+def test_several_images_in_one_request_each_count_their_visual_tokens(captioner):
+    small, large = Image.new("RGB", (112, 112), "red"), Image.new("RGB", (224, 224), "blue")
+    one = captioner.generate([ChatRequest("Describe.", image=small)], GREEDY)[0]
+    two = captioner.generate([ChatRequest("Describe.", images=(small, large)), ChatRequest("x", image=small)], GREEDY)
+    assert isinstance(two[0], Completion) and isinstance(two[1], Completion)
+    # the second image adds its 64 visual tokens (plus its vision start/end markers) to the same prompt
+    assert two[0].prompt_tokens - one.prompt_tokens == 64 + 2
+
+
+def test_a_request_the_processor_rejects_fails_alone(captioner, monkeypatch):
+    calls = _count_generate_calls(captioner, monkeypatch)
+    bad = Image.new("RGB", (4000, 2), "red")  # Qwen's resizer refuses an aspect ratio beyond 200:1
+    out = captioner.generate(
+        [_caption_requests()[0], ChatRequest("Describe.", image=bad), _caption_requests()[1]], GREEDY
+    )
+    assert isinstance(out[0], Completion) and isinstance(out[2], Completion)
+    assert isinstance(out[1], EngineError) and "aspect ratio" in str(out[1]).lower()
+    assert calls == [1, 1]  # the batch failed in the processor, then each request alone: the bad one never ran
+
+
+def test_finish_reason_says_whether_the_budget_cut_the_output(tiny_reasoner_dir):
+    engine = load_engine(f"hf:{tiny_reasoner_dir}", "reasoner")
+    short = engine.generate([ChatRequest("Tell me a long story.")], GenerationConfig(0.0, 1.0, max_new_tokens=3))[0]
+    assert short.finish_reason == "length" and short.completion_tokens == 3
+    eos = engine.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    with torch.no_grad():  # make the model end at once: an output that stops on its own is "stop"
+        engine.model.lm_head.bias = torch.nn.Parameter(torch.full((engine.model.config.vocab_size,), -1e4))
+        engine.model.lm_head.bias[eos] = 1e4
+    try:
+        ended = engine.generate([ChatRequest("Hi")], GenerationConfig(0.0, 1.0, max_new_tokens=3))[0]
+    finally:
+        engine.model.lm_head.bias = None
+    assert ended.finish_reason == "stop" and ended.completion_tokens == 1
+
+
+def test_astream_yields_the_text_as_it_is_generated_then_the_completion(tiny_reasoner_dir):
+    import asyncio
+
+    engine = load_engine(f"hf:{tiny_reasoner_dir}", "reasoner")
+    gen = GenerationConfig(0.0, 1.0, max_new_tokens=8)
+
+    async def collect():
+        return [piece async for piece in engine.astream(ChatRequest("What is 2 + 3?"), gen)]
+
+    pieces = asyncio.run(collect())
+    *texts, final = pieces
+    assert isinstance(final, Completion) and len(texts) >= 2
+    assert "".join(texts) == final.text == engine.generate([ChatRequest("What is 2 + 3?")], gen)[0].text

@@ -61,20 +61,33 @@ def test_missing_vllm_names_the_extra(monkeypatch):
     assert "rapid-agent[vllm]" in str(info.value) and "GPU" in str(info.value)
 
 
-def test_captioner_builds_llm_with_one_image_per_prompt(fake_vllm):
-    engine = VLLMEngine("org/vl-model", role="captioner", seed=3, gpu_memory_utilization=0.5)
+def test_captioner_builds_llm_with_an_image_limit_and_the_given_memory_share(fake_vllm):
+    engine = VLLMEngine("org/vl-model", role="captioner", seed=3, gpu_memory_utilization=0.5, max_images_per_prompt=5)
     assert engine.llm.kwargs == {
         "model": "org/vl-model",
         "seed": 3,
         "gpu_memory_utilization": 0.5,
-        "limit_mm_per_prompt": {"image": 1},
+        "limit_mm_per_prompt": {"image": 5},
     }
 
 
 def test_reasoner_builds_llm_without_mm_limit(fake_vllm):
     engine = load_engine("vllm:org/text-model", "reasoner", tensor_parallel_size=2)
     assert isinstance(engine, VLLMEngine) and engine.spec == "vllm:org/text-model"
-    assert engine.llm.kwargs == {"model": "org/text-model", "seed": 0, "tensor_parallel_size": 2}
+    assert engine.llm.kwargs == {
+        "model": "org/text-model",
+        "seed": 0,
+        "tensor_parallel_size": 2,
+        "gpu_memory_utilization": 0.5,
+    }
+
+
+def test_default_memory_shares_let_a_captioner_and_a_reasoner_share_one_gpu(fake_vllm):
+    captioner = VLLMEngine("org/vl-model", role="captioner")
+    reasoner = VLLMEngine("org/text-model", role="reasoner")
+    total = captioner.llm.kwargs["gpu_memory_utilization"] + reasoner.llm.kwargs["gpu_memory_utilization"]
+    assert total <= 0.9  # vLLM's own default is 0.9 for each, which makes the second engine fail to start
+    assert captioner.llm.kwargs["limit_mm_per_prompt"] == {"image": 8}
 
 
 def test_generate_sends_conversations_and_sampling_params(fake_vllm):
@@ -95,7 +108,7 @@ def test_generate_sends_conversations_and_sampling_params(fake_vllm):
 
     assert [o.text for o in out] == ["DESCRIBE IT image=True", "NO PICTURE image=False"]
     assert (out[0].prompt_tokens, out[0].completion_tokens) == (12, 3)
-    assert out[0].meta["finish_reason"] == "stop" and out[0].latency_s >= 0
+    assert out[0].finish_reason == "stop" and out[0].latency_s >= 0
 
 
 def test_a_batch_vllm_rejects_is_isolated_to_the_bad_request(fake_vllm):

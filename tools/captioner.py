@@ -22,7 +22,7 @@ from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
 class CaptionerInput(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    image: Any = Field(description="the image: a file path, a data URL, raw bytes or a PIL image")
+    image: Any = Field(description="the image: a file path, a data URL, raw bytes or a PIL image (or a list of them)")
     question: str = Field(description="the question the description should serve")
 
 
@@ -41,13 +41,16 @@ class CaptionerTool(BaseTool):
     prompts: Prompts = DEFAULT_PROMPTS
     max_pixels: int = DEFAULT_MAX_PIXELS
 
-    def _request(self, image: Any, question: str) -> ChatRequest:
+    def request(self, image: Any, question: str) -> ChatRequest:
+        """The captioner request for `image` (one, or a list in order) and `question`."""
         prompt = captioner_prompt(check_mode(self.mode), question, self.prompts)
         if prompt is None:
             raise ValueError("perception mode 'none' uses no captioner")
-        return ChatRequest(prompt=prompt, image=load_image(image, max_pixels=self.max_pixels))
+        images = image if isinstance(image, (list, tuple)) else [image]
+        return ChatRequest(prompt=prompt, images=tuple(load_image(i, max_pixels=self.max_pixels) for i in images))
 
-    def _result(self, completion: Any) -> dict:
+    def result(self, completion: Any) -> dict:
+        """The tool's output for one captioner completion: the text split into caption and solution, and counts."""
         parts = split_output(self.mode, completion.text)
         return {
             "caption": parts.caption,
@@ -59,10 +62,10 @@ class CaptionerTool(BaseTool):
         }
 
     def _run(self, image: Any, question: str, **_: Any) -> dict:
-        return self._result(get_batcher(self.engine).submit(self._request(image, question), self.gen))
+        return self.result(get_batcher(self.engine).submit(self.request(image, question), self.gen))
 
     async def _arun(self, image: Any, question: str, **_: Any) -> dict:
-        return self._result(await get_batcher(self.engine).asubmit(self._request(image, question), self.gen))
+        return self.result(await get_batcher(self.engine).asubmit(self.request(image, question), self.gen))
 
 
 def make_captioner_tool(engine: Engine, **settings: Any) -> CaptionerTool:

@@ -10,7 +10,10 @@ stand-ins in `rapid_agent.backends.stand_in` are for tests). Providers are impor
 
 from __future__ import annotations
 
+import json
 import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from rapid_agent.backends.base import (
@@ -27,10 +30,26 @@ from rapid_agent.backends.base import (
 
 PROVIDERS = ("hf", "vllm", "openai")
 
+#: model names usable in place of a path (`hf:smollm2-135m-instruct`), each with a function that gives the local
+#: path; `rapid_agent.models` registers the built-in ones (the registry lives here so engines never import models)
+BUILTIN_MODELS: dict[str, Callable[[], Path]] = {}
+
+
+def register_builtin_model(name: str, locate: Callable[[], Path]) -> None:
+    BUILTIN_MODELS[name.lower()] = locate
+
+
+def builtin_model_path(name: str) -> Path | None:
+    """The local path of a built-in model name, or None when `name` is not one."""
+    locate = BUILTIN_MODELS.get(name.lower())
+    return locate() if locate is not None else None
+
+
 __all__ = [
     "CAPTIONER_DEFAULTS",
     "PROVIDERS",
     "REASONER_DEFAULTS",
+    "BUILTIN_MODELS",
     "BackendUnavailableError",
     "ChatRequest",
     "Completion",
@@ -38,7 +57,9 @@ __all__ = [
     "EngineError",
     "GenerationConfig",
     "Role",
+    "builtin_model_path",
     "load_engine",
+    "register_builtin_model",
     "parse_spec",
 ]
 
@@ -55,15 +76,22 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return provider, model
 
 
-_cache: dict[tuple[str, str], Engine] = {}
+_cache: dict[tuple[str, str, str], Engine] = {}
 _cache_lock = threading.Lock()
 
 
-def load_engine(spec: str | Engine | Any, role: Role, *, cache: bool = True, **kwargs: Any) -> Engine:
+def options_key(options: Mapping[str, Any]) -> str:
+    """A stable, hashable form of engine options (the cache tells engines with different options apart)."""
+    return json.dumps(dict(options), sort_keys=True, default=repr)
+
+
+def load_engine(spec: str | Engine | Any, role: Role, *, cache: bool = True, **options: Any) -> Engine:
     """Resolve a spec (or pass an instance through) to an `Engine` for `role`.
 
-    Engines built from strings are cached per (spec, role), so swapping a reasoner per call costs one load the
-    first time and nothing after. `kwargs` go to the provider's constructor (device, dtype, timeouts, ...).
+    Engines built from strings are cached per (spec, role, options), so swapping a reasoner per call costs one load
+    the first time and nothing after. `options` go to the provider's constructor: the one mechanism for engine
+    settings of every kind (hf: device, dtype, device_map, max_batch_size; vllm: anything `vllm.LLM` takes;
+    openai: timeouts, concurrency, retries, extra_body). An option the provider does not know is an error naming it.
     """
     if isinstance(spec, Engine):
         return spec
@@ -80,32 +108,45 @@ def load_engine(spec: str | Engine | Any, role: Role, *, cache: bool = True, **k
     if role not in ("captioner", "reasoner"):
         raise ValueError(f"role must be 'captioner' or 'reasoner', got {role!r}")
     provider, model = parse_spec(spec)
-    key = (spec, role)
+    key = (spec, role, options_key(options))
     with _cache_lock:
-        if cache and key in _cache and not kwargs:
+        if cache and key in _cache:
             return _cache[key]
-        engine = _build(provider, model, role, **kwargs)
+        engine = _build(provider, model, role, **options)
         engine.spec = spec
-        if cache and not kwargs:
+        if cache:
             _cache[key] = engine
     return engine
 
 
-def _build(provider: str, model: str, role: Role, **kwargs: Any) -> Engine:
+def _build(provider: str, model: str, role: Role, **options: Any) -> Engine:
     if provider == "hf":
-        from rapid_agent.backends.hf import HFEngine
+        from rapid_agent.backends.hf import HFEngine as cls
+    elif provider == "vllm":
+        from rapid_agent.backends.vllm import VLLMEngine as cls
+    else:
+        from rapid_agent.backends.openai import OpenAIEngine as cls
 
-        return HFEngine(model, role=role, **kwargs)
-    if provider == "vllm":
-        from rapid_agent.backends.vllm import VLLMEngine
+        name, sep, base_url = model.partition("@")
+        if not sep or not name or not base_url:
+            raise ValueError(f"openai spec must look like 'openai:<model>@<base url>', got 'openai:{model}'")
+        model, options = name, {"base_url": base_url, **options}
+    _check_options(cls, provider, options)
+    return cls(model, role=role, **options)
 
-        return VLLMEngine(model, role=role, **kwargs)
-    from rapid_agent.backends.openai import OpenAIEngine
 
-    name, sep, base_url = model.partition("@")
-    if not sep or not name or not base_url:
-        raise ValueError(f"openai spec must look like 'openai:<model>@<base url>', got 'openai:{model}'")
-    return OpenAIEngine(name, base_url=base_url, role=role, **kwargs)
+def _check_options(cls: type, provider: str, options: Mapping[str, Any]) -> None:
+    """Reject an option the engine's constructor does not take, naming it and the ones it does (a typo in a recipe
+    must not surface as a TypeError deep inside a model load)."""
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return  # e.g. vLLM passes everything on to vllm.LLM, which checks its own arguments
+    known = sorted(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and n != "role")
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"unknown {provider!r} engine option(s) {unknown}; known options: {known}")
 
 
 def clear_engine_cache() -> None:

@@ -64,10 +64,10 @@ class BackendUnavailableError(RuntimeError):
 class GenerationConfig:
     """Sampling settings for one role. Frozen so that requests with equal settings can share an engine call."""
 
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_new_tokens: int = 4096
-    seed: int | None = None
+    temperature: float = field(default=0.6, metadata={"help": "sampling temperature; 0 is greedy"})
+    top_p: float = field(default=0.95, metadata={"help": "nucleus sampling: keep the top tokens of this mass"})
+    max_new_tokens: int = field(default=4096, metadata={"help": "most tokens one output may hold"})
+    seed: int | None = field(default=None, metadata={"help": "sampling seed (None: unseeded)"})
 
     def __post_init__(self) -> None:
         if self.temperature < 0:

@@ -1,16 +1,21 @@
 """Micro-batching under the engines: concurrent single requests become one batched engine call.
 
-Graph runs (LangGraph `batch` threads or `abatch` tasks) each submit one request. A `MicroBatcher` collects
-requests while they keep arriving (a batch closes once no request came for `window_s`, after at most
-`max_wait_s`, or at the engine's `max_batch_size`), groups them by generation settings and makes one engine call
-per group. While an engine is busy, new requests keep accumulating, so a slow
-local model sees few large calls rather than many small ones. The batcher runs its own event loop in a daemon
-thread so that sync callers (any thread) and async callers (any loop) share the same batches.
+Graph runs each submit one request. A `MicroBatcher` collects requests while they keep arriving (a batch closes
+once no request came for `window_s`, after at most `max_wait_s`, or at the engine's `max_batch_size`), groups them
+by generation settings and makes one engine call per group. While an engine is busy, new requests keep
+accumulating, so a slow local model sees few large calls rather than many small ones. The batcher runs its own event
+loop in a daemon thread so that sync callers (any thread) and async callers (any loop) share the same batches.
+
+A debounce window guesses when a batch is complete; a caller that knows (`solve_batch` starts N runs at once)
+says so with a `Cohort`: while one is current (a context variable), its runs' requests go out as soon as every run
+of the cohort that is still going waits on this engine, so a batch of N reaches each engine as one call, however
+unevenly the runs arrive. The window stays as the fallback that keeps a cohort from waiting forever.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import weakref
 from collections.abc import Callable, Sequence
@@ -19,6 +24,53 @@ from rapid_agent.backends.base import ChatRequest, Completion, Engine, EngineErr
 
 DEFAULT_WINDOW_S = 0.05
 DEFAULT_MAX_WAIT_S = 0.5
+#: fallback for cohort requests: a cohort normally dispatches itself once complete; this only bounds a stall
+COHORT_WAIT_S = 5.0
+
+
+class Cohort:
+    """Graph runs started together, `size` of them. Call `finish()` once per run when it ends (whatever the outcome).
+
+    A run is *waiting* from the moment its request reaches a batcher until its result is delivered. When every run
+    still going is waiting (on this engine or another), none is about to send anything more, so each batcher sends
+    what the cohort has queued at once."""
+
+    def __init__(self, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"a cohort needs at least one run, got {size!r}")
+        self.alive = size
+        self.waiting = 0
+        self._lock = threading.Lock()
+        self._batchers: weakref.WeakSet[MicroBatcher] = weakref.WeakSet()
+
+    @property
+    def settled(self) -> bool:
+        """Whether no run of the cohort is between engine calls."""
+        return self.waiting >= self.alive
+
+    def finish(self) -> None:
+        with self._lock:
+            self.alive -= 1
+        self._poke()
+
+    def _enter(self, batcher: MicroBatcher) -> None:
+        with self._lock:
+            self.waiting += 1
+            self._batchers.add(batcher)
+        self._poke()
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.waiting -= 1
+
+    def _poke(self) -> None:
+        if self.settled:
+            for batcher in list(self._batchers):
+                batcher.poke(self)
+
+
+#: the cohort whose runs the current context belongs to (set by `solve_batch` around its runs)
+current_cohort: contextvars.ContextVar[Cohort | None] = contextvars.ContextVar("rapid_cohort", default=None)
 
 
 class MicroBatcher:
@@ -32,7 +84,7 @@ class MicroBatcher:
         self.max_wait_s = max_wait_s
         self.num_calls = 0
         self.batch_sizes: list[int] = []
-        self._pending: dict[GenerationConfig, list[tuple[ChatRequest, asyncio.Future]]] = {}
+        self._pending: dict[GenerationConfig, list[tuple[ChatRequest, asyncio.Future, Cohort | None]]] = {}
         self._timers: dict[GenerationConfig, asyncio.TimerHandle] = {}
         self._opened: dict[GenerationConfig, float] = {}  # when the oldest waiting request of a group arrived
         self._in_flight = 0
@@ -42,12 +94,18 @@ class MicroBatcher:
     # -- public API --------------------------------------------------------------------------------------------
     def submit(self, request: ChatRequest, gen: GenerationConfig) -> Completion:
         """Blocking submit from any thread that is not running this batcher's loop. Raises EngineError."""
-        return asyncio.run_coroutine_threadsafe(self._enqueue(request, gen), self._ensure_loop()).result()
+        coro = self._enqueue(request, gen, current_cohort.get())
+        return asyncio.run_coroutine_threadsafe(coro, self._ensure_loop()).result()
 
     async def asubmit(self, request: ChatRequest, gen: GenerationConfig) -> Completion:
         """Submit from any event loop. Raises EngineError when the request failed."""
-        future = asyncio.run_coroutine_threadsafe(self._enqueue(request, gen), self._ensure_loop())
-        return await asyncio.wrap_future(future)
+        coro = self._enqueue(request, gen, current_cohort.get())
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._ensure_loop()))
+
+    def poke(self, cohort: Cohort) -> None:
+        """A run of `cohort` ended: its waiting requests may now be all there are (thread-safe)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._check_cohort, cohort)
 
     async def asubmit_many(
         self, requests: Sequence[ChatRequest], gen: GenerationConfig
@@ -57,7 +115,8 @@ class MicroBatcher:
 
     def submit_many(self, requests: Sequence[ChatRequest], gen: GenerationConfig) -> list[Completion | Exception]:
         loop = self._ensure_loop()
-        futures = [asyncio.run_coroutine_threadsafe(self._enqueue(r, gen), loop) for r in requests]
+        cohort = current_cohort.get()
+        futures = [asyncio.run_coroutine_threadsafe(self._enqueue(r, gen, cohort), loop) for r in requests]
         out: list[Completion | Exception] = []
         for future in futures:
             try:
@@ -80,22 +139,36 @@ class MicroBatcher:
                 self._loop = loop
         return self._loop
 
-    async def _enqueue(self, request: ChatRequest, gen: GenerationConfig) -> Completion:
+    async def _enqueue(self, request: ChatRequest, gen: GenerationConfig, cohort: Cohort | None) -> Completion:
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
         queue = self._pending.setdefault(gen, [])
-        queue.append((request, future))
+        queue.append((request, future, cohort))
         if len(queue) >= self.engine.max_batch_size:
             self._dispatch(gen)
         else:
-            # debounce: each arrival extends the window, up to max_wait_s after the first one
+            # debounce: each arrival extends the window, up to max_wait_s after the first one; a cohort dispatches
+            # itself once settled (below), so for it the window only bounds a stall
+            window, most = (COHORT_WAIT_S, COHORT_WAIT_S) if cohort is not None else (self.window_s, self.max_wait_s)
             opened = self._opened.setdefault(gen, loop.time())
             timer = self._timers.pop(gen, None)
             if timer is not None:
                 timer.cancel()
-            deadline = min(loop.time() + self.window_s, opened + self.max_wait_s)
+            deadline = min(loop.time() + window, opened + most)
             self._timers[gen] = loop.call_at(deadline, self._dispatch, gen)
-        return await future
+        if cohort is None:
+            return await future
+        cohort._enter(self)
+        try:
+            return await future
+        finally:
+            cohort._leave()
+
+    def _check_cohort(self, cohort: Cohort) -> None:
+        if not cohort.settled:
+            return
+        for gen in [g for g, queue in self._pending.items() if any(c is cohort for _, _, c in queue)]:
+            self._dispatch(gen)
 
     def _dispatch(self, gen: GenerationConfig) -> None:
         timer = self._timers.pop(gen, None)
@@ -110,21 +183,20 @@ class MicroBatcher:
         if not queue:
             self._pending.pop(gen, None)
 
-    async def _call(self, gen: GenerationConfig, batch: list[tuple[ChatRequest, asyncio.Future]]) -> None:
+    async def _call(
+        self, gen: GenerationConfig, batch: list[tuple[ChatRequest, asyncio.Future, Cohort | None]]
+    ) -> None:
         self.num_calls += 1
         self.batch_sizes.append(len(batch))
         try:
-            engine = self.engine
-            for wrap in engine_wrappers:  # looked up per call, so tracing enabled later still applies
-                engine = wrap(engine)
-            results = await engine.agenerate([request for request, _ in batch], gen)
+            results = await traced(self.engine).agenerate([request for request, _, _ in batch], gen)
             if len(results) != len(batch):
                 raise EngineError(f"{self.engine!r} returned {len(results)} outputs for {len(batch)} requests")
         except Exception as exc:
             results = [exc] * len(batch)
         finally:
             self._in_flight -= 1
-        for (_, future), result in zip(batch, results):
+        for (_, future, _), result in zip(batch, results):
             if future.done():
                 continue
             if isinstance(result, Exception):
@@ -139,6 +211,14 @@ class MicroBatcher:
 
 #: wrappers applied around every engine call (tracing registers one); they wrap, they don't leak
 engine_wrappers: list[Callable[[Engine], Engine]] = []
+
+
+def traced(engine: Engine) -> Engine:
+    """`engine` inside every registered wrapper; looked up per call, so tracing enabled later still applies."""
+    for wrap in engine_wrappers:
+        engine = wrap(engine)
+    return engine
+
 
 _batchers: weakref.WeakKeyDictionary[Engine, MicroBatcher] = weakref.WeakKeyDictionary()
 _batchers_lock = threading.Lock()

