@@ -16,29 +16,11 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from rapid_agent.backends import BackendUnavailableError, GenerationConfig
-from rapid_agent.config import DEFAULT_CAPTIONER, RapidContext
+from rapid_agent.backends import BackendUnavailableError
+from rapid_agent.cli import add_context_arguments, context_from_args
+from rapid_agent.config import DEFAULT_REASONER
 from rapid_agent.eval.adapters import PAPER_BENCHMARKS, build_adapter, parse_option
-from rapid_agent.perception import MODES
-
-
-def add_context_arguments(parser: argparse.ArgumentParser) -> None:
-    """Generation options shared with `run` (stand-in until `rapid_agent.cli.add_context_arguments` lands)."""
-    parser.add_argument("--captioner", default=DEFAULT_CAPTIONER, help="captioner spec (default: %(default)s)")
-    parser.add_argument("--captioner-max-new-tokens", type=int, default=1024)
-    parser.add_argument("--reasoner-max-new-tokens", type=int, default=4096)
-    parser.add_argument("--reasoner-temperature", type=float, default=0.6)
-    parser.add_argument("--seed", type=int, default=0, help="sampling seed")
-
-
-def context_from_args(args: argparse.Namespace) -> RapidContext:
-    return RapidContext(
-        captioner=args.captioner,
-        captioner_gen=GenerationConfig(temperature=0.0, top_p=1.0, max_new_tokens=args.captioner_max_new_tokens),
-        reasoner_gen=GenerationConfig(
-            temperature=args.reasoner_temperature, max_new_tokens=args.reasoner_max_new_tokens, seed=args.seed
-        ),
-    )
+from rapid_agent.perception import DEFAULT_MODE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,8 +35,6 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"a benchmark ({', '.join(PAPER_BENCHMARKS)}, or generic:LABEL=SOURCE); repeat for several",
     )
     parser.add_argument("--option", action="append", default=[], metavar="NAME.FIELD=VALUE", help="adapter option")
-    parser.add_argument("--reasoner", action="append", required=True, help="reasoner spec; repeat for several rows")
-    parser.add_argument("--mode", action="append", choices=MODES, help="perception mode; repeat (default qcap+sol)")
     parser.add_argument("--out", required=True, type=Path, help="out folder: records, perception cache, tables")
     parser.add_argument("--limit", type=int, help="first N samples of each benchmark")
     parser.add_argument("--batch-size", type=int, default=32, help="samples per graph batch (default: %(default)s)")
@@ -65,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--judge-mode", choices=("extract", "judge"), default="extract")
     parser.add_argument("--retry-errors", action="store_true", help="run again samples whose engines failed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_context_arguments(parser)
+    add_context_arguments(parser, many=("reasoner", "mode"))  # the same options as `run`, reasoner and mode repeatable
     return parser
 
 
@@ -85,8 +65,8 @@ def run(argv: list[str]) -> int:
         raise ValueError(f"--option names benchmark(s) {sorted(unused)} that no --benchmark gives")
     config = EvalConfig(
         out=args.out,
-        reasoners=tuple(args.reasoner),
-        modes=tuple(args.mode or ("qcap+sol",)),
+        reasoners=tuple(args.reasoner or (DEFAULT_REASONER,)),
+        modes=tuple(args.mode or (DEFAULT_MODE,)),
         limit=args.limit,
         batch_size=args.batch_size,
         concurrency=args.concurrency,
@@ -96,7 +76,8 @@ def run(argv: list[str]) -> int:
         retry_errors=args.retry_errors,
         progress=not args.no_progress,
     )
-    summary = run_eval(adapters, context=context_from_args(args), config=config)
+    # one context for every row: the runner sets the reasoner and mode of each pass
+    summary = run_eval(adapters, context=context_from_args(args, reasoner=None, mode=DEFAULT_MODE), config=config)
     print(to_markdown(summary))
     print(f"records and tables in {args.out}")
     return 0

@@ -220,6 +220,10 @@ class _Run:
                 errors = list(result.get("errors") or [])
                 if not errors and result.get("captioner_output") is None:
                     errors = ["captioner: no output"]
+                bad_input = _bad_input(errors)
+                if bad_input:
+                    new.append(self._perception(sample, mode, status="skipped", skip_reason=bad_input))
+                    continue
                 new.append(
                     self._perception(
                         sample,
@@ -292,6 +296,10 @@ class _Run:
         scored = []
         for (sample, perception), result in zip(runnable, solve_batch(inputs, context=context), strict=True):
             record = {**self._base(adapter, sample, mode, label), **_perception_fields(perception)}
+            bad_input = _bad_input(result.get("errors") or [])
+            if bad_input:  # the graph refused the sample itself (question too long, bad choices): bad data
+                records.append({**record, "status": "skipped", "skip_reason": bad_input})
+                continue
             record.update(_result_fields(result))
             _merge_usage(record, result)
             if record["status"] == "scored":
@@ -318,6 +326,11 @@ class _Run:
         }
 
 
+def _bad_input(errors: Sequence[str]) -> str | None:
+    """The graph's complaint about a sample's own data (`input: ...`), which makes it a skip rather than an error."""
+    return next((e for e in errors if e.startswith("input:")), None)
+
+
 def _perception_fields(perception: dict | None) -> dict:
     if perception is None:
         return {}
@@ -336,7 +349,6 @@ def _perception_fields(perception: dict | None) -> dict:
 
 def _result_fields(result: dict) -> dict:
     """What a record keeps of the graph's final state for one sample."""
-    metrics = result.get("metrics") or {}
     errors = list(result.get("errors") or [])
     if not errors and result.get("reasoner_output") is None:
         errors = ["reasoner: no output"]
@@ -346,7 +358,7 @@ def _result_fields(result: dict) -> dict:
         "graph_prediction": result.get("prediction"),
         "graph_correct": result.get("correct"),
         "graph_verdict": result.get("verdict"),
-        "finish_reason": metrics.get("reasoner_finish_reason"),
+        "finish_reason": result.get("reasoner_finish_reason"),
         "errors": errors,
         "correct": False if errors else None,
         "prediction": None,
