@@ -172,20 +172,20 @@ def test_engine_errors_count_as_wrong_and_can_be_retried(tmp_path: Path) -> None
     assert retried.rows[0].cells["wemath"].errored == 0 and retried.rows[0].cells["wemath"].correct == 2
 
 
+def killable_run(out: str, root: str, delay: float) -> None:
+    """The run the kill test starts in a subprocess (and once in-process, uninterrupted, for the reference)."""
+    cap = FunctionEngine(lambda r: "<caption>c</caption><solution>\\boxed{B}</solution>", spec="cap", delay_s=delay)
+    rea = FunctionEngine(lambda r: "\\boxed{%s}" % ("B" if len(r.prompt) % 2 else "2.100"), spec="rea", delay_s=delay)
+    config = EvalConfig(out=out, reasoners=(rea,), batch_size=2, concurrency=1, progress=False, tables=False)
+    run_eval([build_adapter(f"dynamath={root}")], context=RapidContext(captioner=cap), config=config)
+
+
 KILLABLE = textwrap.dedent(
     """
-    import sys, time
-    from rapid_agent.backends.stand_in import FunctionEngine
-    from rapid_agent.config import RapidContext
-    from rapid_agent.eval.adapters import build_adapter
-    from rapid_agent.eval.runner import EvalConfig, run_eval
+    import sys
+    from tests.test_eval_runner import killable_run
 
-    out, root, delay = sys.argv[1], sys.argv[2], float(sys.argv[3])
-    cap = FunctionEngine(lambda r: "<caption>c</caption><solution>\\\\boxed{B}</solution>", spec="cap", delay_s=delay)
-    answer = lambda r: "\\\\boxed{%s}" % ("B" if len(r.prompt) % 2 else "2.100")
-    rea = FunctionEngine(answer, spec="rea", delay_s=delay)
-    run_eval([build_adapter("dynamath=" + root)], context=RapidContext(captioner=cap),
-             config=EvalConfig(out=out, reasoners=(rea,), batch_size=2, concurrency=1, progress=False))
+    killable_run(sys.argv[1], sys.argv[2], float(sys.argv[3]))
     """
 )
 
@@ -195,7 +195,7 @@ def test_a_killed_run_resumes_to_the_same_totals(tmp_path: Path) -> None:
     script = tmp_path / "run.py"
     script.write_text(KILLABLE)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    subprocess.run([sys.executable, str(script), str(tmp_path / "whole"), str(root), "0"], check=True, env=env)
+    killable_run(str(tmp_path / "whole"), str(root), 0.0)
     out = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, str(script), str(out), str(root), "0.4"], env=env)
     results = out / "results.jsonl"
