@@ -1,12 +1,16 @@
 """Throughput of `rapid_agent.eval` against raw batched engine calls, and the cost of adding a second reasoner.
 
-Three timings in one process over the same N samples (world-scene PNGs written as a generic benchmark, a tiny
-Qwen2.5-VL captioner, two reasoners; everything greedy so both paths generate the same tokens):
+Four timings in one process over the same N samples (world-scene PNGs written as a generic benchmark, a tiny
+Qwen2.5-VL captioner, two reasoners; everything greedy so every path generates the same tokens):
   raw       `engine.generate` on whole batches: captioner, then reasoner (no graph, no records)
-  eval      `run_eval` into a fresh out folder: perception pass + reasoning pass through the graph, records on disk
+  graph     the eval's two graph passes by hand: `solve_batch` perception-only, then with the captioner outputs
+  eval      `run_eval` into a fresh out folder: the same two passes, plus records on disk, scoring and resuming
   +reasoner `run_eval` again over that folder with a second reasoner added: only the new reasoner runs, and the
             captioner must make zero calls (it is counted)
-Prints samples/s, eval / raw, and the second reasoner's cost relative to the first run.
+Prints samples/s, eval / raw (what the graph and the eval cost together), eval / graph (what the eval adds on top
+of the graph) and the second reasoner's cost relative to the first run. On a busy machine the ratios wander with
+the load; the time the eval spends outside the graph (its own work: reading rows, records, scoring, the store) is
+measured directly, by timing every `solve_batch` call it makes, and does not.
 
     python benchmarks/eval_throughput.py --samples 32
     python benchmarks/eval_throughput.py --reasoner hf:smollm2-135m-instruct --second-reasoner hf:/models/other
@@ -21,9 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from rapid_agent import RapidContext
+from rapid_agent import RapidContext, solve_batch
 from rapid_agent.backends import ChatRequest, GenerationConfig, load_engine
 from rapid_agent.backends.batching import get_batcher
+from rapid_agent.eval import runner
 from rapid_agent.eval.adapters import build_adapter
 from rapid_agent.eval.runner import EvalConfig, run_eval
 from rapid_agent.inputs import load_image
@@ -66,6 +71,22 @@ def raw(samples, captioner, reasoner, context: RapidContext, batch_size: int) ->
         reasoner.generate([ChatRequest(p, system=context.prompts.system) for p in prompts], context.reasoner_gen)
 
 
+def graph_passes(samples, context: RapidContext, reasoner, batch_size: int) -> None:
+    """The eval's two passes through the graph, by hand: no store, no scoring, no resume bookkeeping."""
+    for lo in range(0, len(samples), batch_size):
+        chunk = samples[lo : lo + batch_size]
+        perceived = solve_batch(
+            [{"images": list(s.images), "question": s.question} for s in chunk], context=context.replace(reasoner=None)
+        )
+        solve_batch(
+            [
+                {"captioner_output": p["captioner_output"], "question": s.question, "answer": s.answer}
+                for s, p in zip(chunk, perceived)
+            ],
+            context=context.replace(captioner=None, reasoner=reasoner),
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=32)
@@ -97,6 +118,17 @@ def main() -> None:
     adapter = build_adapter(f"generic:world={source}")
     samples = adapter.load()
 
+    in_graph: list[float] = []
+
+    def timed_solve_batch(*a, **k):
+        start = time.perf_counter()
+        try:
+            return solve_batch(*a, **k)
+        finally:
+            in_graph.append(time.perf_counter() - start)
+
+    runner.solve_batch = timed_solve_batch  # the eval's every graph call, timed
+
     def eval_run(out: Path, reasoners: tuple) -> float:
         config = EvalConfig(out=out, reasoners=reasoners, batch_size=args.batch_size, concurrency=args.concurrency,
                             progress=False, tables=False)  # fmt: skip
@@ -106,23 +138,35 @@ def main() -> None:
 
     raw(samples[:2], captioner, first, context, args.batch_size)  # warm-up: first-call allocations out of timings
     eval_run(tmp / "warmup", (first,))
-    raw_times, eval_times, second_times, second_cap_calls = [], [], [], []
-    for repeat in range(args.repeats):  # alternate, so that drift in machine load hits both alike
+    raw_times, graph_times, eval_times, second_times, second_cap_calls, outside = [], [], [], [], [], []
+    for repeat in range(args.repeats):  # alternate, so that drift in machine load hits every path alike
         start = time.perf_counter()
         raw(samples, captioner, first, context, args.batch_size)
         raw_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        graph_passes(samples, context, first, args.batch_size)
+        graph_times.append(time.perf_counter() - start)
         out = tmp / f"run{repeat}"
+        in_graph.clear()
         eval_times.append(eval_run(out, (first,)))
+        outside.append(eval_times[-1] - sum(in_graph))
         get_batcher(captioner).reset_stats()
         second_times.append(eval_run(out, (first, second)))
         second_cap_calls.append(len(get_batcher(captioner).batch_sizes))
 
-    raw_s, eval_s, second_s = (statistics.median(t) for t in (raw_times, eval_times, second_times))
+    raw_s, graph_s, eval_s, second_s = (
+        statistics.median(t) for t in (raw_times, graph_times, eval_times, second_times)
+    )
     n = args.samples
     print(f"samples              {n} (mode {args.mode}, batch size {args.batch_size}, concurrency {args.concurrency})")
     print(f"raw engine calls     {n / raw_s:8.3f} samples/s  (median of {[round(t, 2) for t in raw_times]} s)")
+    print(f"graph, two passes    {n / graph_s:8.3f} samples/s  (median of {[round(t, 2) for t in graph_times]} s)")
     print(f"eval run             {n / eval_s:8.3f} samples/s  (median of {[round(t, 2) for t in eval_times]} s)")
     print(f"eval / raw           {raw_s / eval_s:8.3f}")
+    print(f"eval / graph         {graph_s / eval_s:8.3f}")
+    print(
+        f"eval outside graph   {1000 * statistics.median(outside) / n:8.3f} ms per sample (concurrency 1 makes this exact)"
+    )
     print(f"+ second reasoner    {second_s:8.3f} s = {second_s / eval_s:.3f} of the first run's time")
     print(f"captioner calls while adding the second reasoner: {second_cap_calls} (must be all 0)")
 
