@@ -1,4 +1,4 @@
-"""Tests for rapid_agent.evaluate: scripted captioners and the world's oracle as the reasoner."""
+"""Tests for rapid_agent.eval.evaluate: scripted captioners and the world's oracle as the reasoner."""
 
 from __future__ import annotations
 

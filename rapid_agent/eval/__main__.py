@@ -85,7 +85,7 @@ def run(argv: list[str]) -> int:
 
 def merge_command(argv: list[str]) -> int:
     from rapid_agent.eval.store import merge, read_results
-    from rapid_agent.eval.summary import summarize
+    from rapid_agent.eval.summary import SUMMARY_FIELDS, summarize
     from rapid_agent.eval.tables import to_markdown, write_all
 
     parser = argparse.ArgumentParser(
@@ -98,7 +98,7 @@ def merge_command(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     added = merge(args.out, args.sources)
-    summary = summarize(read_results(args.out))
+    summary = summarize(read_results(args.out, keep=SUMMARY_FIELDS))
     write_all(summary, args.out)
     print(to_markdown(summary))
     print(f"merged {added} new records into {args.out}")
@@ -107,7 +107,7 @@ def merge_command(argv: list[str]) -> int:
 
 def compare_command(argv: list[str]) -> int:
     from rapid_agent.eval.store import read_results
-    from rapid_agent.eval.summary import summarize
+    from rapid_agent.eval.summary import SUMMARY_FIELDS, summarize
     from rapid_agent.eval.tables import compare, to_markdown, write_chart, write_csv
 
     parser = argparse.ArgumentParser(prog="python -m rapid_agent.eval --compare", description="Runs side by side.")
@@ -118,7 +118,7 @@ def compare_command(argv: list[str]) -> int:
     for folder in args.compare:
         if not folder.is_dir():
             raise ValueError(f"--compare: {str(folder)!r} is not a folder")
-        runs.append((folder.name or str(folder), summarize(read_results(folder))))
+        runs.append((folder.name or str(folder), summarize(read_results(folder, keep=SUMMARY_FIELDS))))
     summary, names = compare(runs)
     text = to_markdown(summary, run_names=names)
     print(text)

@@ -12,7 +12,6 @@ the rules alone gave.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -111,7 +110,3 @@ def _graph_of(record: dict, extracted: str) -> dict:
 
     verdict = check_answer(f"\\boxed{{{extracted}}}", str(record.get("answer")), choices=record.get("choices") or ())
     return {"graph_correct": verdict.correct, "graph_prediction": verdict.prediction, "graph_verdict": verdict.reason}
-
-
-def replace_gen(judge: Judge, **changes: Any) -> Judge:
-    return dataclasses.replace(judge, gen=dataclasses.replace(judge.gen, **changes))

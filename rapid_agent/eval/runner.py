@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -44,7 +45,7 @@ from rapid_agent.eval.store import (
     record_key,
     shard_file,
 )
-from rapid_agent.eval.summary import Summary, summarize
+from rapid_agent.eval.summary import SUMMARY_FIELDS, Summary, summarize
 from rapid_agent.perception import check_mode
 
 NO_CAPTIONER = "-"
@@ -138,7 +139,9 @@ class _Run:
             for mode in config.modes
         }
         self.done = {
-            k for k, r in read_records(config.out, RESULTS, RESULT_KEY).items() if not self._retry(r.get("status"))
+            k
+            for k, r in read_records(config.out, RESULTS, RESULT_KEY, keep=("status",)).items()
+            if not self._retry(r.get("status"))
         }
         self.perceptions = {
             k: r
@@ -312,8 +315,13 @@ class _Run:
 
 
 def _bad_input(errors: Sequence[str]) -> str | None:
-    """The graph's complaint about a sample's own data (`input: ...`), which makes it a skip rather than an error."""
-    return next((e for e in errors if e.startswith("input:")), None)
+    """The graph's complaint about a sample's own data (`input: ...`), which makes it a skip rather than an error;
+    pydantic's report is cut down to `input: <field>: <message>`."""
+    error = next((e for e in errors if e.startswith("input:")), None)
+    if error is None:
+        return None
+    found = re.search(r"\n(\w+)\n\s+Value error, (.*?) \[type=", error, flags=re.DOTALL)
+    return f"input: {found.group(1)}: {found.group(2)}" if found else error
 
 
 def _perception_fields(perception: dict | None) -> dict:
@@ -384,7 +392,8 @@ def run_eval(benchmarks: Sequence[Adapter], *, context: RapidContext, config: Ev
                     future.result()
     finally:
         run.close()
-    summary = summarize(read_results(config.out))  # columns in the paper's order, whatever order they were named in
+    # columns in the paper's order, whatever order they were named in
+    summary = summarize(read_results(config.out, keep=SUMMARY_FIELDS))
     if config.tables:
         from rapid_agent.eval.tables import write_all
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -62,19 +62,22 @@ def read_lines(path: Path) -> Iterator[dict]:
             raise ValueError(f"{path}:{number}: corrupt record (not JSON)") from None
 
 
-def read_records(out: str | Path, kind: str, key: tuple[str, ...]) -> dict[tuple, dict]:
-    """One record per key across every file of `kind`: the one written last."""
+def read_records(
+    out: str | Path, kind: str, key: tuple[str, ...], keep: Collection[str] | None = None
+) -> dict[tuple, dict]:
+    """One record per key across every file of `kind`: the one written last. `keep` names the fields to hold on to
+    (a full run's reasoner outputs can reach gigabytes; the table needs none of them)."""
     latest: dict[tuple, dict] = {}
     for path in kind_files(Path(out), kind):
         for record in read_lines(path):
             k = record_key(record, key)
             if k not in latest or record.get("time", 0) >= latest[k].get("time", 0):
-                latest[k] = record
+                latest[k] = record if keep is None else {f: record.get(f) for f in (*key, "time", *keep)}
     return latest
 
 
-def read_results(out: str | Path) -> list[dict]:
-    return list(read_records(out, RESULTS, RESULT_KEY).values())
+def read_results(out: str | Path, keep: Collection[str] | None = None) -> list[dict]:
+    return list(read_records(out, RESULTS, RESULT_KEY, keep).values())
 
 
 class JsonlWriter:

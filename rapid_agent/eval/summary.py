@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 
 from rapid_agent.eval.adapters import ADAPTERS, PAPER_BENCHMARKS, Adapter
 
+#: what the table reads of a record (pass to `read_results(out, keep=SUMMARY_FIELDS)` to leave the outputs on disk)
+SUMMARY_FIELDS = ("adapter", "status", "correct", "fields", "skip_reason")
+
 
 @dataclass
 class Cell:
@@ -52,10 +55,11 @@ class Row:
 class Summary:
     columns: list[tuple[str, str]]  # (benchmark label, column title), in table order
     rows: list[Row]
+    metrics: dict[str, str] = field(default_factory=dict)  # benchmark label -> what its cell measures
 
     def to_dict(self) -> dict:
         return {
-            "columns": [{"benchmark": b, "title": t, "metric": _metric(b, self)} for b, t in self.columns],
+            "columns": [{"benchmark": b, "title": t, "metric": self.metrics.get(b, "")} for b, t in self.columns],
             "rows": [
                 {
                     "captioner": row.captioner,
@@ -97,10 +101,6 @@ def adapter_for(name: str, label: str) -> Adapter:
     return _adapters[(name, label)]
 
 
-def _metric(label: str, summary: Summary) -> str:
-    return next((getattr(a, "metric", "") for (n, lab), a in _adapters.items() if lab == label), "")
-
-
 def summarize(records: Iterable[dict], order: Sequence[str] = ()) -> Summary:
     """Count the records into the table. `order` lists benchmark labels first (default: the paper's order)."""
     records = sorted(records, key=lambda r: r.get("time", 0))
@@ -122,7 +122,7 @@ def summarize(records: Iterable[dict], order: Sequence[str] = ()) -> Summary:
     for row in rows:
         row.label_settings = triples.count((row.captioner, row.reasoner, row.mode)) > 1
     titles = [(label, adapter_for(labels[label], label).column) for label in columns]
-    return Summary(titles, rows)
+    return Summary(titles, rows, {label: adapter_for(labels[label], label).metric for label in columns})
 
 
 def _cell(label: str, adapter_name: str, records: list[dict]) -> Cell:

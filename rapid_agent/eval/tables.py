@@ -145,7 +145,8 @@ def compare(summaries: Sequence[tuple[str, Summary]]) -> tuple[Summary, list[str
     for name, summary in summaries:
         rows += summary.rows
         names += [name] * len(summary.rows)
-    return Summary(columns, rows), names
+    metrics = {label: text for _, summary in summaries for label, text in summary.metrics.items()}
+    return Summary(columns, rows, metrics), names
 
 
 def _write(path: str | Path, text: str) -> Path:
