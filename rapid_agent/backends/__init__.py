@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,7 @@ def parse_spec(spec: str) -> tuple[str, str]:
 
 
 _cache: dict[tuple[str, str, str], Engine] = {}
+_chat_engines: dict[tuple[int, str], tuple[weakref.ref, Engine]] = {}
 _cache_lock = threading.Lock()
 
 
@@ -101,7 +103,14 @@ def load_engine(spec: str | Engine | Any, role: Role, *, cache: bool = True, **o
         if is_chat_model(spec):
             if role != "reasoner":
                 raise ValueError("a LangChain chat model can only serve as the reasoner, not the captioner")
-            return LangChainEngine(spec)
+            # one engine per chat model (and options), so every run that uses the model shares its micro-batcher
+            key = (id(spec), options_key(options))
+            with _cache_lock:
+                for stale in [k for k, (ref, _) in _chat_engines.items() if ref() is None]:
+                    del _chat_engines[stale]
+                if key not in _chat_engines or _chat_engines[key][0]() is not spec:
+                    _chat_engines[key] = (weakref.ref(spec), LangChainEngine(spec, **options))
+                return _chat_engines[key][1]
         raise TypeError(
             f"engine must be a spec string, an Engine or a LangChain BaseChatModel, got {type(spec).__name__}"
         )
