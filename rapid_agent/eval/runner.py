@@ -118,11 +118,13 @@ class _Run:
         self.config = config
         self.captioner = engine_label(context.captioner)
         self.lock = threading.Lock()
+        # what changes an output is part of its key, so a changed setting starts new records instead of mixing in
         prompts = dataclasses.asdict(context.prompts)
+        perception_prompts = ("caption", "query_caption", "solution", "caption_and_solution")
         self.perception_settings = fingerprint(
             {
                 "captioner_gen": dataclasses.asdict(context.captioner_gen),
-                "prompts": {k: prompts[k] for k in ("caption", "query_caption", "solution", "caption_and_solution")},
+                "prompts": {k: prompts[k] for k in perception_prompts},
                 "max_pixels": context.max_pixels,
             }
         )
@@ -132,7 +134,8 @@ class _Run:
                 {
                     "perception": None if mode == "none" else self.perception_settings,
                     "reasoner_gen": dataclasses.asdict(context.reasoner_gen),
-                    "prompts": {k: v for k, v in prompts.items() if k not in ("caption", "query_caption", "solution")},
+                    "prompts": {k: v for k, v in prompts.items() if k not in perception_prompts},
+                    "strict_answers": context.strict_answers,
                     "judge": None if judge is None else [judge.spec, judge.mode, dataclasses.asdict(judge.gen)],
                 }
             )
