@@ -14,7 +14,7 @@ from rapid_agent.demo.cache import MANIFEST, check_entry, ensure_entry
 from rapid_agent.demo.captioner import ensure_captioner
 from rapid_agent.demo.report import REPORT_FILES, paired_effect
 from rapid_agent.demo.vpo import WorldCaptionJudge
-from rapid_agent.evaluate import EvalResult
+from rapid_agent.eval.evaluate import EvalResult
 from rapid_agent.world import generate_items
 
 # ---------------------------------------------------------------------------------------------------- the cache
@@ -243,7 +243,7 @@ def test_length_bucketed_batches_cover_an_epoch_with_less_padding() -> None:
 
 def test_level_table_splits_rows_by_level() -> None:
     from rapid_agent.demo.report import level_table
-    from rapid_agent.evaluate import summarize
+    from rapid_agent.eval.evaluate import summarize
 
     def records(row: str, correct: list[tuple[int, bool | None]]) -> list[dict]:
         return [

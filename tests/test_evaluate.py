@@ -1,4 +1,4 @@
-"""Tests for rapid_agent.evaluate: scripted captioners and the world's oracle as the reasoner."""
+"""Tests for rapid_agent.eval.evaluate: scripted captioners and the world's oracle as the reasoner."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from rapid_agent.backends import ChatRequest, Completion, Engine, GenerationConfig
 from rapid_agent.backends.stand_in import FunctionEngine
 from rapid_agent.config import RapidContext
-from rapid_agent.evaluate import END_TO_END, evaluate, summarize, to_markdown, write_csv, write_markdown
+from rapid_agent.eval.evaluate import END_TO_END, evaluate, summarize, to_markdown, write_csv, write_markdown
 from rapid_agent.prompts import DEFAULT_PROMPTS
 from rapid_agent.world import answer_from_description, generate_items
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rapid_agent.backends.images import image_to_data_url
-from rapid_agent.evaluate import END_TO_END, EvalResult, RowSummary, write_csv
+from rapid_agent.eval.evaluate import END_TO_END, EvalResult, RowSummary, write_csv
 
 TABLE_MD = "accuracy.md"
 TABLE_CSV = "accuracy.csv"

@@ -28,7 +28,7 @@ from rapid_agent.config import RapidContext
 from rapid_agent.demo import report
 from rapid_agent.demo.captioner import ensure_captioner
 from rapid_agent.demo.config import DemoConfig
-from rapid_agent.evaluate import EvalResult, evaluate
+from rapid_agent.eval.evaluate import EvalResult, evaluate
 
 logger = logging.getLogger(__name__)
 

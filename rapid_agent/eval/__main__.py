@@ -1,0 +1,147 @@
+"""`python -m rapid_agent.eval`: the paper's table for real models.
+
+    python -m rapid_agent.eval --benchmark mathvista=/data/MathVista --benchmark mmmu \\
+        --captioner hf:Qwen/Qwen2.5-VL-7B-Instruct --reasoner hf:Qwen/Qwen3-8B --reasoner openai:qwen3@http://h:8000/v1 \\
+        --mode qcap+sol --limit 100 --out runs/eval
+    python -m rapid_agent.eval merge --out runs/eval runs/shard0 runs/shard1     # shards from other machines
+    python -m rapid_agent.eval --compare runs/a runs/b                           # runs side by side
+
+Thin by design: parse arguments, build the adapters, a `RapidContext` and an `EvalConfig`, call `run_eval`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from rapid_agent.backends import BackendUnavailableError
+from rapid_agent.cli import add_context_arguments, context_from_args
+from rapid_agent.config import DEFAULT_REASONER
+from rapid_agent.eval.adapters import PAPER_BENCHMARKS, build_adapter, parse_option
+from rapid_agent.perception import DEFAULT_MODE
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m rapid_agent.eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--benchmark",
+        action="append",
+        required=True,
+        metavar="NAME[=PATH_OR_HUB_ID]",
+        help=f"a benchmark ({', '.join(PAPER_BENCHMARKS)}, or generic:LABEL=SOURCE); repeat for several",
+    )
+    parser.add_argument("--option", action="append", default=[], metavar="NAME.FIELD=VALUE", help="adapter option")
+    parser.add_argument("--out", required=True, type=Path, help="out folder: records, perception cache, tables")
+    parser.add_argument("--limit", type=int, help="first N samples of each benchmark")
+    parser.add_argument("--batch-size", type=int, default=32, help="samples per graph batch (default: %(default)s)")
+    parser.add_argument("--concurrency", type=int, default=2, help="graph batches in flight (default: %(default)s)")
+    parser.add_argument("--num-shards", type=int, default=1, help="split every benchmark into N shards")
+    parser.add_argument("--shard-index", type=int, default=0, help="the shard this process runs (0-based)")
+    parser.add_argument("--judge", help="engine spec of an LLM answer extractor / judge (off by default)")
+    parser.add_argument("--judge-mode", choices=("extract", "judge"), default="extract")
+    parser.add_argument("--retry-errors", action="store_true", help="run again samples whose engines failed")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_context_arguments(parser, many=("reasoner", "mode"))  # the same options as `run`, reasoner and mode repeatable
+    return parser
+
+
+def run(argv: list[str]) -> int:
+    from rapid_agent.eval.judge import Judge
+    from rapid_agent.eval.runner import EvalConfig, run_eval
+    from rapid_agent.eval.tables import to_markdown
+
+    args = build_parser().parse_args(argv)
+    options: dict[str, dict[str, str]] = defaultdict(dict)
+    for text in args.option:
+        label, name, value = parse_option(text)
+        options[label][name] = value
+    adapters = [build_adapter(text, options) for text in args.benchmark]
+    unused = set(options) - {a.label for a in adapters}
+    if unused:
+        raise ValueError(f"--option names benchmark(s) {sorted(unused)} that no --benchmark gives")
+    config = EvalConfig(
+        out=args.out,
+        reasoners=tuple(args.reasoner or (DEFAULT_REASONER,)),
+        modes=tuple(args.mode or (DEFAULT_MODE,)),
+        limit=args.limit,
+        batch_size=args.batch_size,
+        concurrency=args.concurrency,
+        num_shards=args.num_shards,
+        shard_index=args.shard_index,
+        judge=Judge(args.judge, mode=args.judge_mode) if args.judge else None,
+        retry_errors=args.retry_errors,
+        progress=not args.no_progress,
+    )
+    # one context for every row: the runner sets the reasoner and mode of each pass
+    summary = run_eval(adapters, context=context_from_args(args, reasoner=None, mode=DEFAULT_MODE), config=config)
+    print(to_markdown(summary))
+    print(f"records and tables in {args.out}")
+    return 0
+
+
+def merge_command(argv: list[str]) -> int:
+    from rapid_agent.eval.store import merge, read_results
+    from rapid_agent.eval.summary import SUMMARY_FIELDS, summarize
+    from rapid_agent.eval.tables import to_markdown, write_all
+
+    parser = argparse.ArgumentParser(
+        prog="python -m rapid_agent.eval merge",
+        description="Combine the records of shards (other out folders, or shards that wrote into --out itself) into "
+        "one table in --out.",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="the folder to merge into and write the table in")
+    parser.add_argument("sources", nargs="*", type=Path, help="other out folders (a shard each)")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    added = merge(args.out, args.sources)
+    summary = summarize(read_results(args.out, keep=SUMMARY_FIELDS))
+    write_all(summary, args.out)
+    print(to_markdown(summary))
+    print(f"merged {added} new records into {args.out}")
+    return 0
+
+
+def compare_command(argv: list[str]) -> int:
+    from rapid_agent.eval.store import read_results
+    from rapid_agent.eval.summary import SUMMARY_FIELDS, summarize
+    from rapid_agent.eval.tables import compare, to_markdown, write_chart, write_csv
+
+    parser = argparse.ArgumentParser(prog="python -m rapid_agent.eval --compare", description="Runs side by side.")
+    parser.add_argument("--compare", nargs="+", required=True, type=Path, metavar="DIR", help="out folders")
+    parser.add_argument("--out", type=Path, help="also write compare.{md,csv,png} here")
+    args = parser.parse_args(argv)
+    runs = []
+    for folder in args.compare:
+        if not folder.is_dir():
+            raise ValueError(f"--compare: {str(folder)!r} is not a folder")
+        runs.append((folder.name or str(folder), summarize(read_results(folder, keep=SUMMARY_FIELDS))))
+    summary, names = compare(runs)
+    text = to_markdown(summary, run_names=names)
+    print(text)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "compare.md").write_text(text)
+        write_csv(summary, args.out / "compare.csv")
+        write_chart(summary, args.out / "compare.png", title="Runs compared")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv[:1] == ["merge"]:
+            return merge_command(argv[1:])
+        if "--compare" in argv:
+            return compare_command(argv)
+        return run(argv[1:] if argv[:1] == ["run"] else argv)
+    except (BackendUnavailableError, ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

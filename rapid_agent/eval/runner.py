@@ -1,0 +1,404 @@
+"""Run benchmarks through the RAPID graph: perception once per sample and mode, cached; every reasoner reads it.
+
+    summary = run_eval([build_adapter("mathvista=/data/MathVista")], context=RapidContext(captioner=..., mode=...),
+                       config=EvalConfig(out="runs/eval", reasoners=("hf:Qwen/Qwen3-8B",), modes=("qcap+sol",)))
+
+How this departs from a plain loop over samples:
+- Two passes through the one compiled graph per batch. The perception pass runs it with `reasoner=None` (it stops
+  after perceive) and appends each captioner output to `perceptions*.jsonl`. The reasoning pass feeds each sample its
+  cached `captioner_output`, so the graph skips perceive and goes reason -> score with `captioner=None`: adding or
+  swapping a reasoner later makes no captioner call at all.
+- Resumable at the sample: a record is appended, whole, as soon as its batch finishes; a re-run over the same out
+  folder skips every key already written, so a killed run loses only the batches in flight.
+- Sharded: `num_shards`/`shard_index` split every benchmark by a hash of its sample ids (after `limit`), each shard
+  writes its own files, and the table is counted over all of them.
+- Batches run `concurrency` at a time so that both engines stay busy; the engines' micro-batchers merge them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from rapid_agent.api import solve_batch
+from rapid_agent.config import RapidContext
+from rapid_agent.eval.adapters import Adapter, EvalSample
+from rapid_agent.eval.judge import Judge
+from rapid_agent.eval.store import (
+    PERCEPTION_KEY,
+    PERCEPTIONS,
+    RESULT_KEY,
+    RESULTS,
+    JsonlWriter,
+    read_records,
+    read_results,
+    record_key,
+    shard_file,
+)
+from rapid_agent.eval.summary import SUMMARY_FIELDS, Summary, summarize
+from rapid_agent.perception import check_mode
+
+NO_CAPTIONER = "-"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How an evaluation runs; the engines and mode settings come from the `RapidContext`."""
+
+    out: Path = field(metadata={"help": "out folder: per-sample JSONL, perception cache and tables"})
+    reasoners: tuple[Any, ...] = field(default=(), metadata={"help": "reasoner specs (or Engines); one row each"})
+    modes: tuple[str, ...] = field(default=("qcap+sol",), metadata={"help": "perception modes; one row each"})
+    limit: int | None = field(default=None, metadata={"help": "first N samples of each benchmark"})
+    batch_size: int = field(default=32, metadata={"help": "samples per graph batch"})
+    concurrency: int = field(default=2, metadata={"help": "graph batches in flight at once"})
+    num_shards: int = field(default=1, metadata={"help": "split every benchmark into this many shards"})
+    shard_index: int = field(default=0, metadata={"help": "which shard this process runs"})
+    judge: Judge | None = field(default=None, metadata={"help": "optional LLM answer extractor / judge"})
+    retry_errors: bool = field(default=False, metadata={"help": "run again the samples whose engines failed"})
+    progress: bool = field(default=True, metadata={"help": "show a progress bar"})
+    tables: bool = field(default=True, metadata={"help": "write summary.{md,csv,json,png} when done"})
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", Path(self.out))
+        object.__setattr__(self, "reasoners", tuple(self.reasoners))
+        object.__setattr__(self, "modes", tuple(check_mode(m) for m in self.modes))
+        if not self.reasoners:
+            raise ValueError("reasoners: name at least one reasoner")
+        if not self.modes:
+            raise ValueError("modes: name at least one perception mode")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit must be >= 1, got {self.limit!r}")
+        for name in ("batch_size", "concurrency", "num_shards"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not 0 <= self.shard_index < self.num_shards:
+            raise ValueError(f"shard_index must be in [0, {self.num_shards}), got {self.shard_index!r}")
+
+
+def engine_label(engine: Any) -> str:
+    """The name a row shows for an engine: its spec string."""
+    if engine is None:
+        return NO_CAPTIONER
+    if isinstance(engine, str):
+        return engine
+    return str(getattr(engine, "spec", None) or type(engine).__name__)
+
+
+def fingerprint(payload: Any) -> str:
+    return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def in_shard(sample_id: str, benchmark: str, num_shards: int, shard_index: int) -> bool:
+    """Deterministic: the same sample lands in the same shard on every machine and run."""
+    digest = hashlib.sha1(f"{benchmark}\0{sample_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % num_shards == shard_index
+
+
+def select(samples: Sequence[EvalSample], config: EvalConfig) -> list[EvalSample]:
+    """`limit` first (so shards split the same samples an unsharded run takes), then this shard's share."""
+    chosen = list(samples[: config.limit] if config.limit else samples)
+    return [s for s in chosen if in_shard(s.id, s.benchmark, config.num_shards, config.shard_index)]
+
+
+class _Run:
+    """One evaluation: the stores, the settings fingerprints, and the two graph passes per batch."""
+
+    def __init__(self, context: RapidContext, config: EvalConfig) -> None:
+        self.context = context
+        self.config = config
+        self.captioner = engine_label(context.captioner)
+        self.lock = threading.Lock()
+        # what changes an output is part of its key, so a changed setting starts new records instead of mixing in
+        prompts = dataclasses.asdict(context.prompts)
+        perception_prompts = ("caption", "query_caption", "solution", "caption_and_solution")
+        self.perception_settings = fingerprint(
+            {
+                "captioner_gen": dataclasses.asdict(context.captioner_gen),
+                "prompts": {k: prompts[k] for k in perception_prompts},
+                "max_pixels": context.max_pixels,
+            }
+        )
+        judge = config.judge
+        self.reason_settings = {
+            mode: fingerprint(
+                {
+                    "perception": None if mode == "none" else self.perception_settings,
+                    "reasoner_gen": dataclasses.asdict(context.reasoner_gen),
+                    "prompts": {k: v for k, v in prompts.items() if k not in perception_prompts},
+                    "strict_answers": context.strict_answers,
+                    "judge": None if judge is None else [judge.spec, judge.mode, dataclasses.asdict(judge.gen)],
+                }
+            )
+            for mode in config.modes
+        }
+        self.done = {
+            k
+            for k, r in read_records(config.out, RESULTS, RESULT_KEY, keep=("status",)).items()
+            if not self._retry(r.get("status"))
+        }
+        self.perceptions = {
+            k: r
+            for k, r in read_records(config.out, PERCEPTIONS, PERCEPTION_KEY).items()
+            if not self._retry(r.get("status"))
+        }
+        shard = (config.shard_index, config.num_shards)
+        self.perception_writer = JsonlWriter(shard_file(config.out, PERCEPTIONS, *shard))
+        self.result_writer = JsonlWriter(shard_file(config.out, RESULTS, *shard))
+        self.bar: tqdm | None = None
+        self.tally = [0, 0]  # correct, scored in this run: the progress bar's running accuracy
+
+    def _retry(self, status: str | None) -> bool:
+        return self.config.retry_errors and status == "error"
+
+    def close(self) -> None:
+        self.perception_writer.close()
+        self.result_writer.close()
+
+    # keys ----------------------------------------------------------------------------------------------------
+    def result_key(self, sample: EvalSample, mode: str, reasoner: str) -> tuple:
+        captioner = NO_CAPTIONER if mode == "none" else self.captioner
+        return (sample.benchmark, sample.id, mode, captioner, reasoner, self.reason_settings[mode])
+
+    def perception_key(self, sample: EvalSample, mode: str) -> tuple:
+        return (sample.benchmark, sample.id, mode, self.captioner, self.perception_settings)
+
+    def pending(self, samples: Sequence[EvalSample], mode: str, reasoner: str) -> list[EvalSample]:
+        return [s for s in samples if self.result_key(s, mode, reasoner) not in self.done]
+
+    # the two passes ------------------------------------------------------------------------------------------
+    def run_batch(self, adapter: Adapter, mode: str, samples: list[EvalSample]) -> None:
+        reasoners = [(r, engine_label(r)) for r in self.config.reasoners]
+        todo = [s for s in samples if any(self.pending([s], mode, label) for _, label in reasoners)]
+        if not todo:
+            return
+        perceptions = {} if mode == "none" else self.perceive(mode, [s for s in todo if not s.skip])
+        for reasoner, label in reasoners:
+            records = self.reason(adapter, mode, reasoner, label, self.pending(todo, mode, label), perceptions)
+            self.result_writer.append(records)
+            with self.lock:
+                self.done.update(record_key(r, RESULT_KEY) for r in records)
+                scored = [r for r in records if r["status"] != "skipped"]
+                self.tally[0] += sum(bool(r.get("correct")) for r in scored)
+                self.tally[1] += len(scored)
+                if self.bar is not None:
+                    self.bar.update(len(records))
+                    if self.tally[1]:
+                        self.bar.set_postfix(acc=f"{100 * self.tally[0] / self.tally[1]:.1f}%", refresh=False)
+
+    def perceive(self, mode: str, samples: list[EvalSample]) -> dict[str, dict]:
+        """Cached captioner outputs for `samples`, running the captioner (through the graph) only where missing."""
+        found: dict[str, dict] = {}
+        need: list[EvalSample] = []
+        for sample in samples:
+            cached = self.perceptions.get(self.perception_key(sample, mode))
+            if cached is not None:
+                found[sample.id] = cached
+            else:
+                need.append(sample)
+        if not need:
+            return found
+        new: list[dict] = []
+        # a sample without images is skipped here; one whose images do not decode is refused by the graph itself
+        # (`input: ...`), which the loop below records as a skip: images are decoded once, inside the graph
+        runnable = [s for s in need if s.images]
+        new += [self._perception(s, mode, status="skipped", skip_reason="no image") for s in need if not s.images]
+        if runnable:
+            inputs = [
+                {"id": s.id, "question": s.question, "images": list(s.images), "choices": list(s.choices)}
+                for s in runnable
+            ]
+            results = solve_batch(inputs, context=self.context.replace(mode=mode, reasoner=None))
+            for sample, result in zip(runnable, results, strict=True):
+                errors = list(result.get("errors") or [])
+                if not errors and result.get("captioner_output") is None:
+                    errors = ["captioner: no output"]
+                bad_input = _bad_input(errors)
+                if bad_input:
+                    new.append(self._perception(sample, mode, status="skipped", skip_reason=bad_input))
+                    continue
+                new.append(
+                    self._perception(
+                        sample,
+                        mode,
+                        status="error" if errors else "ok",
+                        captioner_output=result.get("captioner_output"),
+                        caption=result.get("caption"),
+                        solution=result.get("solution"),
+                        metrics=result.get("metrics") or {},
+                        errors=errors,
+                    )
+                )
+        self.perception_writer.append(new)
+        with self.lock:
+            for record in new:
+                self.perceptions[record_key(record, PERCEPTION_KEY)] = record
+        return found | {r["sample_id"]: r for r in new}
+
+    def _perception(self, sample: EvalSample, mode: str, **values: Any) -> dict:
+        keys = dict(zip(PERCEPTION_KEY, self.perception_key(sample, mode), strict=True))
+        return {**keys, **values}
+
+    def reason(
+        self,
+        adapter: Adapter,
+        mode: str,
+        reasoner: Any,
+        label: str,
+        samples: list[EvalSample],
+        perceptions: dict[str, dict],
+    ) -> list[dict]:
+        records: list[dict] = []
+        runnable: list[tuple[EvalSample, dict | None]] = []
+        for sample in samples:
+            base = self._base(adapter, sample, mode, label)
+            perception = perceptions.get(sample.id)
+            if sample.skip:
+                records.append({**base, "status": "skipped", "skip_reason": sample.skip})
+            elif perception is not None and perception["status"] == "skipped":
+                records.append({**base, "status": "skipped", "skip_reason": perception["skip_reason"]})
+            elif perception is not None and perception["status"] == "error":
+                records.append({**base, **_perception_fields(perception), "status": "error", "correct": False})
+            else:
+                runnable.append((sample, perception))
+        if not runnable:
+            return records
+        inputs = []
+        for sample, perception in runnable:
+            item = {
+                "id": sample.id,
+                "question": sample.question,
+                "answer": sample.answer,
+                "choices": list(sample.choices),
+            }
+            if perception is not None:
+                item["captioner_output"] = perception["captioner_output"]
+            inputs.append(item)
+        context = self.context.replace(mode=mode, reasoner=reasoner, captioner=None)
+        scored = []
+        for (sample, perception), result in zip(runnable, solve_batch(inputs, context=context), strict=True):
+            record = {**self._base(adapter, sample, mode, label), **_perception_fields(perception)}
+            bad_input = _bad_input(result.get("errors") or [])
+            if bad_input:  # the graph refused the sample itself (question too long, bad choices): bad data
+                records.append({**record, "status": "skipped", "skip_reason": bad_input})
+                continue
+            record.update(_result_fields(result))
+            _merge_usage(record, result)
+            if record["status"] == "scored":
+                score = adapter.score(record)
+                record.update(
+                    correct=score.correct, prediction=score.prediction, verdict=score.reason, scored_by="rules"
+                )
+                scored.append(record)
+            records.append(record)
+        if self.config.judge is not None:
+            self.config.judge.apply(scored, adapter.score)
+        return records
+
+    def _base(self, adapter: Adapter, sample: EvalSample, mode: str, label: str) -> dict:
+        keys = dict(zip(RESULT_KEY, self.result_key(sample, mode, label), strict=True))
+        return {
+            **keys,
+            "adapter": adapter.name,
+            "question": sample.question,
+            "answer": sample.answer,
+            "choices": list(sample.choices),
+            "fields": sample.fields,
+            "images": len(sample.images),
+        }
+
+
+def _bad_input(errors: Sequence[str]) -> str | None:
+    """The graph's complaint about a sample's own data (`input: ...`), which makes it a skip rather than an error;
+    pydantic's report is cut down to `input: <field>: <message>`."""
+    error = next((e for e in errors if e.startswith("input:")), None)
+    if error is None:
+        return None
+    found = re.search(r"\n(\w+)\n\s+Value error, (.*?) \[type=", error, flags=re.DOTALL)
+    return f"input: {found.group(1)}: {found.group(2)}" if found else error
+
+
+def _perception_fields(perception: dict | None) -> dict:
+    if perception is None:
+        return {}
+    metrics = perception.get("metrics") or {}
+    return {
+        "caption": perception.get("caption"),
+        "solution": perception.get("solution"),
+        "errors": list(perception.get("errors") or []),
+        "latency_s": {"captioner": metrics.get("captioner_latency_s")},
+        "tokens": {
+            "captioner_prompt": metrics.get("captioner_prompt_tokens"),
+            "captioner_completion": metrics.get("captioner_completion_tokens"),
+        },
+    }
+
+
+def _result_fields(result: dict) -> dict:
+    """What a record keeps of the graph's final state for one sample."""
+    errors = list(result.get("errors") or [])
+    if not errors and result.get("reasoner_output") is None:
+        errors = ["reasoner: no output"]
+    out = {
+        "status": "error" if errors else "scored",
+        "reasoner_output": result.get("reasoner_output"),
+        "graph_prediction": result.get("prediction"),
+        "graph_correct": result.get("correct"),
+        "graph_verdict": result.get("verdict"),
+        "finish_reason": result.get("reasoner_finish_reason"),
+        "errors": errors,
+        "correct": False if errors else None,
+        "prediction": None,
+        "verdict": errors[0] if errors else None,
+    }
+    if result.get("caption") is not None or result.get("solution") is not None:
+        out.update(caption=result.get("caption"), solution=result.get("solution"))
+    return out
+
+
+def _merge_usage(record: dict, result: dict) -> None:
+    metrics = result.get("metrics") or {}
+    record.setdefault("latency_s", {})["reasoner"] = metrics.get("reasoner_latency_s")
+    tokens = record.setdefault("tokens", {})
+    tokens["reasoner_prompt"] = metrics.get("reasoner_prompt_tokens")
+    tokens["reasoner_completion"] = metrics.get("reasoner_completion_tokens")
+
+
+def run_eval(benchmarks: Sequence[Adapter], *, context: RapidContext, config: EvalConfig) -> Summary:
+    """Evaluate every benchmark for every reasoner and mode, appending records to `config.out`; return the table
+    counted over every record there (earlier runs and other shards included)."""
+    run = _Run(context, config)
+    try:
+        jobs = []
+        total = 0
+        for adapter in benchmarks:
+            samples = select(adapter.load(), config)
+            for mode in config.modes:
+                total += sum(len(run.pending(samples, mode, engine_label(r))) for r in config.reasoners)
+                jobs += [
+                    (adapter, mode, samples[i : i + config.batch_size])
+                    for i in range(0, len(samples), config.batch_size)
+                ]
+        with tqdm(total=total, desc="eval", unit="sample", disable=not config.progress, smoothing=0.1) as bar:
+            run.bar = bar
+            with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
+                for future in [pool.submit(run.run_batch, *job) for job in jobs]:
+                    future.result()
+    finally:
+        run.close()
+    # columns in the paper's order, whatever order they were named in
+    summary = summarize(read_results(config.out, keep=SUMMARY_FIELDS))
+    if config.tables:
+        from rapid_agent.eval.tables import write_all
+
+        write_all(summary, config.out)
+    return summary

@@ -1,0 +1,142 @@
+"""The table, counted from the per-sample records: rows captioner x reasoner x mode, columns benchmarks and AVG.
+
+Nothing here is stored: every number is recomputed from the JSONL records each time (`summarize(read_results(out))`).
+A cell counts one record per sample: scored ones (an errored run counts as wrong, as the official scripts count a
+failed answer) enter the benchmark's metric; skipped ones (bad data) are counted beside it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from rapid_agent.eval.adapters import ADAPTERS, PAPER_BENCHMARKS, Adapter
+
+#: what the table reads of a record (pass to `read_results(out, keep=SUMMARY_FIELDS)` to leave the outputs on disk)
+SUMMARY_FIELDS = ("adapter", "status", "correct", "fields", "skip_reason")
+
+
+@dataclass
+class Cell:
+    """One benchmark in one row."""
+
+    benchmark: str
+    scored: int = 0  # records entering the metric (errored ones included, as wrong)
+    correct: int = 0
+    errored: int = 0
+    skipped: int = 0
+    score: float = float("nan")
+    metrics: dict[str, float] = field(default_factory=dict)
+    skip_reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Row:
+    captioner: str
+    reasoner: str
+    mode: str
+    settings: str
+    cells: dict[str, Cell] = field(default_factory=dict)
+    label_settings: bool = False  # shown only when two settings share captioner, reasoner and mode
+
+    @property
+    def avg(self) -> float:
+        scores = [c.score for c in self.cells.values() if not math.isnan(c.score)]
+        return sum(scores) / len(scores) if scores else float("nan")
+
+    @property
+    def name(self) -> str:
+        suffix = f" [{self.settings}]" if self.label_settings else ""
+        return f"{self.captioner} | {self.reasoner} | {self.mode}{suffix}"
+
+
+@dataclass
+class Summary:
+    columns: list[tuple[str, str]]  # (benchmark label, column title), in table order
+    rows: list[Row]
+    metrics: dict[str, str] = field(default_factory=dict)  # benchmark label -> what its cell measures
+
+    def to_dict(self) -> dict:
+        return {
+            "columns": [{"benchmark": b, "title": t, "metric": self.metrics.get(b, "")} for b, t in self.columns],
+            "rows": [
+                {
+                    "captioner": row.captioner,
+                    "reasoner": row.reasoner,
+                    "mode": row.mode,
+                    "settings": row.settings,
+                    "avg": _finite(row.avg),
+                    "benchmarks": {
+                        label: {
+                            "score": _finite(cell.score),
+                            "scored": cell.scored,
+                            "correct": cell.correct,
+                            "errored": cell.errored,
+                            "skipped": cell.skipped,
+                            "skip_reasons": cell.skip_reasons,
+                            "metrics": {k: _finite(v) for k, v in cell.metrics.items()},
+                        }
+                        for label, cell in row.cells.items()
+                    },
+                }
+                for row in self.rows
+            ],
+        }
+
+
+def _finite(value: float) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+_adapters: dict[tuple[str, str], Adapter] = {}
+
+
+def adapter_for(name: str, label: str) -> Adapter:
+    """An adapter instance for scoring and aggregation only (no source is read)."""
+    if (name, label) not in _adapters:
+        if name not in ADAPTERS:
+            raise ValueError(f"records name an unknown adapter {name!r}; known: {sorted(ADAPTERS)}")
+        _adapters[(name, label)] = ADAPTERS[name](None, label=label)
+    return _adapters[(name, label)]
+
+
+def summarize(records: Iterable[dict], order: Sequence[str] = ()) -> Summary:
+    """Count the records into the table. `order` lists benchmark labels first (default: the paper's order)."""
+    records = sorted(records, key=lambda r: r.get("time", 0))
+    labels = {r["benchmark"]: r.get("adapter", r["benchmark"]) for r in records}
+    preferred = list(order) + [b for b in PAPER_BENCHMARKS if b not in order]
+    columns = [b for b in preferred if b in labels] + sorted(b for b in labels if b not in preferred)
+    grouped: dict[tuple, dict[str, list[dict]]] = {}
+    for record in records:
+        key = (record.get("captioner") or "-", record["reasoner"], record["mode"], record.get("settings", ""))
+        grouped.setdefault(key, {}).setdefault(record["benchmark"], []).append(record)
+    rows = []
+    for (captioner, reasoner, mode, settings), by_benchmark in grouped.items():
+        row = Row(captioner, reasoner, mode, settings)
+        for label in columns:
+            if label in by_benchmark:
+                row.cells[label] = _cell(label, labels[label], by_benchmark[label])
+        rows.append(row)
+    triples = [(r.captioner, r.reasoner, r.mode) for r in rows]
+    for row in rows:
+        row.label_settings = triples.count((row.captioner, row.reasoner, row.mode)) > 1
+    titles = [(label, adapter_for(labels[label], label).column) for label in columns]
+    return Summary(titles, rows, {label: adapter_for(labels[label], label).metric for label in columns})
+
+
+def _cell(label: str, adapter_name: str, records: list[dict]) -> Cell:
+    cell = Cell(label)
+    scored = [r for r in records if r.get("status") in ("scored", "error")]
+    for record in records:
+        if record.get("status") == "skipped":
+            cell.skipped += 1
+            reason = str(record.get("skip_reason") or "unknown")
+            cell.skip_reasons[reason] = cell.skip_reasons.get(reason, 0) + 1
+    cell.scored = len(scored)
+    cell.correct = sum(bool(r.get("correct")) for r in scored)
+    cell.errored = sum(r.get("status") == "error" for r in scored)
+    if scored:
+        cell.metrics = adapter_for(adapter_name, label).aggregate(scored)
+        cell.score = cell.metrics.get("score", float("nan"))
+    return cell

@@ -1,0 +1,98 @@
+"""Tests for `python -m rapid_agent.eval`: a run over local copies of two benchmarks with tiny real backends and
+two reasoners, a third reasoner added later re-using every caption, `merge` and `--compare`, and bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rapid_agent.backends.stand_in import FunctionEngine
+from rapid_agent.config import RapidContext
+from rapid_agent.eval.__main__ import main
+from rapid_agent.eval.adapters import build_adapter
+from rapid_agent.eval.runner import EvalConfig, run_eval
+from rapid_agent.eval.store import read_lines, read_results
+from tests import eval_fixtures
+
+
+@pytest.fixture(scope="module")
+def second_reasoner_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from rapid_agent.models import build_tiny_causal_lm
+
+    return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny") / "reasoner_qwen3", arch="qwen3", seed=1)
+
+
+def test_two_benchmarks_two_reasoners_then_a_third(
+    tmp_path: Path, tiny_captioner_dir: Path, tiny_reasoner_dir: Path, second_reasoner_dir: Path, capsys
+) -> None:
+    mathvista = eval_fixtures.mathvista(tmp_path / "MathVista")
+    logicvista = eval_fixtures.logicvista(tmp_path / "LogicVista")
+    out = tmp_path / "out"
+    common = [
+        "--benchmark", f"mathvista={mathvista}", "--benchmark", f"logicvista={logicvista}",
+        "--captioner", f"hf:{tiny_captioner_dir}", "--mode", "qcap+sol", "--limit", "3", "--out", str(out),
+        "--captioner-max-new-tokens", "8", "--reasoner-max-new-tokens", "8", "--no-progress",
+    ]  # fmt: skip
+    assert main([*common, "--reasoner", f"hf:{tiny_reasoner_dir}", "--reasoner", f"hf:{second_reasoner_dir}"]) == 0
+    table = capsys.readouterr().out
+    assert "| Captioner | Reasoner | Mode | MathVista | LogicVista | AVG |" in table
+    results = read_results(out)
+    assert len(results) == 2 * 2 * 3  # benchmarks x reasoners x samples
+    assert {r["reasoner"] for r in results} == {f"hf:{tiny_reasoner_dir}", f"hf:{second_reasoner_dir}"}
+    scored = [r for r in results if r["status"] == "scored"]
+    assert scored and all(r["reasoner_output"] is not None and r["tokens"]["reasoner_completion"] for r in scored)
+    perceptions = list(read_lines(out / "perceptions.jsonl"))
+    assert len(perceptions) == 6  # one per sample and mode, shared by both reasoners
+
+    # a third reasoner (the first one again, under another spec string) re-uses every caption
+    third = f"hf:{Path(tiny_reasoner_dir)}/"
+    assert main([*common, "--reasoner", third]) == 0
+    assert len(list(read_lines(out / "perceptions.jsonl"))) == 6  # no new perception
+    results = read_results(out)
+    assert len(results) == 3 * 2 * 3
+    captions = {r["sample_id"]: r["caption"] for r in results if r["reasoner"] == third and r["status"] == "scored"}
+    earlier = {r["sample_id"]: r["caption"] for r in results if r["reasoner"] == f"hf:{tiny_reasoner_dir}"}
+    assert captions and all(captions[k] == earlier[k] for k in captions)
+    scores = (out / "summary.md").read_text().split("\n\n")[0]
+    assert len([line for line in scores.splitlines() if line.startswith("| hf:")]) == 3  # one row per reasoner
+
+
+def stub_run(out: Path, root: Path, answer: str) -> None:
+    captioner = FunctionEngine(lambda r: "<caption>c</caption><solution>s</solution>", spec="cap")
+    reasoner = FunctionEngine(lambda r: f"\\boxed{{{answer}}}", spec=f"says-{answer}")
+    run_eval(
+        [build_adapter(f"wemath={root}")],
+        context=RapidContext(captioner=captioner),
+        config=EvalConfig(out=out, reasoners=(reasoner,), progress=False),
+    )
+
+
+def test_merge_and_compare(tmp_path: Path, capsys) -> None:
+    root = eval_fixtures.wemath(tmp_path / "wm")
+    stub_run(tmp_path / "a", root, "A")
+    stub_run(tmp_path / "b", root, "B")
+    assert main(["merge", "--out", str(tmp_path / "all"), str(tmp_path / "a"), str(tmp_path / "b")]) == 0
+    text = capsys.readouterr().out
+    assert "says-A" in text and "says-B" in text and "merged 14 new records" in text
+    assert (tmp_path / "all" / "summary.csv").is_file()
+    assert main(["--compare", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "cmp")]) == 0
+    text = capsys.readouterr().out
+    assert text.splitlines()[0] == "| Run | Captioner | Reasoner | Mode | WeMath | AVG |"
+    assert "| a | cap | says-A |" in text and "| b | cap | says-B |" in text
+    assert (tmp_path / "cmp" / "compare.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--benchmark", "mathverse", "--option", "mathverse.versions=bogus"], "unknown MathVerse version"),
+        (["--benchmark", "mathvista", "--option", "mmmu.subjects=Math"], "no --benchmark gives"),
+        (["--benchmark", "nope"], "unknown benchmark 'nope'"),
+        (["--benchmark", "mathvista", "--shard-index", "3", "--num-shards", "2"], "shard_index"),
+        (["--benchmark", "mathvista=/no/such/folder"], "neither an existing file or folder nor a hub id"),
+    ],
+)
+def test_bad_input_names_the_field(args: list[str], message: str, tmp_path: Path, capsys) -> None:
+    assert main([*args, "--reasoner", "hf:x", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    assert message in capsys.readouterr().err

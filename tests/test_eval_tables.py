@@ -1,0 +1,106 @@
+"""Tests for rapid_agent.eval.summary, tables and store: the table is a count over the records (one per key, the
+latest), laid out like the paper's; runs compare side by side; the store survives a half-written line."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from rapid_agent.eval.store import JsonlWriter, read_lines, read_results
+from rapid_agent.eval.summary import summarize
+from rapid_agent.eval.tables import compare, to_markdown, write_all
+
+
+def rec(
+    benchmark: str, sample: str, correct: bool | None, *, reasoner: str = "r1", status: str = "scored", **extra
+) -> dict:
+    return {
+        "benchmark": benchmark,
+        "adapter": benchmark,
+        "sample_id": sample,
+        "mode": "qcap+sol",
+        "captioner": "cap",
+        "reasoner": reasoner,
+        "settings": "s1",
+        "status": status,
+        "correct": correct,
+        "fields": extra.pop("fields", {}),
+        **extra,
+    }
+
+
+def records() -> list[dict]:
+    out = [rec("mathvista", str(i), i < 3) for i in range(4)]  # 3 / 4
+    out += [rec("mathvista", "bad", None, status="skipped", skip_reason="no image")]
+    out += [rec("mmmu", str(i), i == 0) for i in range(2)]  # 1 / 2
+    out += [rec("mmmu", "x", False, status="error", errors=["reasoner: timeout"])]  # errors count as wrong: 1 / 3
+    out += [rec("mathvista", str(i), True, reasoner="r2") for i in range(4)]
+    return out
+
+
+def test_summary_counts_the_records() -> None:
+    summary = summarize(records())
+    assert [c for c, _ in summary.columns] == ["mathvista", "mmmu"]  # the paper's column order
+    first, second = summary.rows
+    assert (first.cells["mathvista"].scored, first.cells["mathvista"].correct, first.cells["mathvista"].skipped) == (
+        4,
+        3,
+        1,
+    )
+    assert first.cells["mathvista"].skip_reasons == {"no image": 1}
+    assert first.cells["mmmu"].score == pytest.approx(1 / 3) and first.cells["mmmu"].errored == 1
+    assert first.avg == pytest.approx((0.75 + 1 / 3) / 2)
+    assert second.reasoner == "r2" and "mmmu" not in second.cells and second.avg == 1.0
+
+
+def test_markdown_and_csv_look_like_the_paper(tmp_path: Path) -> None:
+    summary = summarize(records())
+    text = to_markdown(summary)
+    header = text.splitlines()[0]
+    assert header == "| Captioner | Reasoner | Mode | MathVista | MMMU | AVG |"
+    assert "| cap | r1 | qcap+sol | 75.0 | 33.3 | 54.2 |" in text
+    assert "| cap | r2 | qcap+sol | 100.0 |  | 100.0 |" in text
+    assert "4 (0) / 1" in text  # scored (errored) / skipped
+    paths = write_all(summary, tmp_path)
+    rows = list(csv.DictReader(paths["csv"].open()))
+    assert rows[0]["mathvista"] == "0.7500" and rows[0]["mathvista_skipped"] == "1" and rows[1]["mmmu"] == ""
+    data = json.loads(paths["json"].read_text())
+    assert data["rows"][0]["benchmarks"]["mmmu"]["errored"] == 1 and data["rows"][1]["benchmarks"].keys() == {
+        "mathvista"
+    }
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_settings_show_only_when_ambiguous() -> None:
+    rows = [rec("mathvista", "1", True), rec("mathvista", "1", False, settings="s2")]
+    summary = summarize(rows)
+    assert len(summary.rows) == 2 and all(r.label_settings for r in summary.rows)
+    assert "qcap+sol [s2]" in to_markdown(summary)
+
+
+def test_compare_runs_side_by_side() -> None:
+    a = summarize(records())
+    b = summarize([rec("wemath", "1", True, fields={"problem": "1", "key": "2steps_1"})])
+    merged, names = compare([("run-a", a), ("run-b", b)])
+    assert names == ["run-a", "run-a", "run-b"]
+    text = to_markdown(merged, run_names=names, counts=False)
+    assert text.splitlines()[0] == "| Run | Captioner | Reasoner | Mode | MathVista | MMMU | WeMath | AVG |"
+
+
+def test_store_keeps_the_latest_record_and_survives_a_cut_line(tmp_path: Path) -> None:
+    with JsonlWriter(tmp_path / "results.jsonl") as writer:
+        writer.append([rec("mathvista", "1", False, time=1.0), rec("mathvista", "2", True, time=1.0)])
+        writer.append([rec("mathvista", "1", True, time=2.0)])  # a retry replaces the earlier record
+    with (tmp_path / "results.jsonl").open("ab") as f:
+        f.write(b'{"benchmark": "math')  # a kill in the middle of a write
+    results = read_results(tmp_path)
+    assert sorted((r["sample_id"], r["correct"]) for r in results) == [("1", True), ("2", True)]
+    with JsonlWriter(tmp_path / "results.jsonl") as writer:  # the next writer cuts the half line first
+        writer.append([rec("mathvista", "3", True)])
+    assert [r["sample_id"] for r in read_lines(tmp_path / "results.jsonl")] == ["1", "2", "1", "3"]
+    (tmp_path / "results.jsonl").write_text('{"a": 1}\nnot json\n{"b": 2}\n')
+    with pytest.raises(ValueError, match="results.jsonl:2: corrupt record"):
+        read_results(tmp_path)
