@@ -114,7 +114,8 @@ class _Run:
     """One evaluation: the stores, the settings fingerprints, and the two graph passes per batch."""
 
     def __init__(self, context: RapidContext, config: EvalConfig) -> None:
-        self.context = context
+        # streaming sends requests one by one; an evaluation wants them batched
+        self.context = context.replace(stream=False) if context.stream else context
         self.config = config
         self.captioner = engine_label(context.captioner)
         self.lock = threading.Lock()
