@@ -1,4 +1,5 @@
-"""`python -m rapid_agent`: `run` answers one question about one image; `demo` runs the offline demo.
+"""`python -m rapid_agent`: `run` answers one question about one image; `demo` runs the offline demo; `serve` puts
+pipelines behind an OpenAI-compatible endpoint.
 
 Thin by design: parse arguments, build a `RapidContext`, call the library. The options that configure a run
 (engines, mode, sampling per role, engine options, limits) are derived from `RapidContext` and `GenerationConfig`
@@ -199,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     from rapid_agent.demo import add_arguments as add_demo_arguments
 
     add_demo_arguments(commands.add_parser("demo", help="the offline RAPID demo: world, captioner, VPO, report"))
+    from rapid_agent.serve.command import add_arguments as add_serve_arguments
+
+    add_serve_arguments(commands.add_parser("serve", help="serve pipelines behind an OpenAI-compatible endpoint"))
     return parser
 
 
@@ -207,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return run(args)
+        if args.command == "serve":
+            from rapid_agent.serve.command import main as serve_main
+
+            return serve_main(args)
         from rapid_agent.demo import main as demo_main
 
         return demo_main(args) or 0
