@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from rapid_agent.answers import extract_answer
 from rapid_agent.backends.base import redact
 from rapid_agent.config import RapidContext
 from rapid_agent.serve.auth import KeyChecker
@@ -167,7 +168,7 @@ async def _complete(state: ServerState, pipeline: Pipeline, body: ChatCompletion
         model=pipeline.name,
         choices=[Choice(message=AssistantMessage(content=text), finish_reason=_finish_reason(final))],
         usage=_usage(final),
-        rapid=_rapid(final),
+        rapid=_rapid(final, pipeline),
     )
     state.metrics.latency.labels(pipeline.name).observe(time.monotonic() - started)
     return JSONResponse(response.model_dump(), headers={"X-Request-Id": response.id})
@@ -251,7 +252,7 @@ async def _events(
             else:
                 final = item
         _check_errors(final)
-        yield event(Delta(), _finish_reason(final), rapid=_rapid(final))
+        yield event(Delta(), _finish_reason(final), rapid=_rapid(final, pipeline))
         if body.stream_options is not None and body.stream_options.include_usage:
             yield event(None, usage=_usage(final))
     except Exception as exc:
@@ -313,7 +314,11 @@ def _usage(final: Mapping[str, Any]) -> Usage:
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
-def _rapid(final: Mapping[str, Any]) -> RapidResult:
+def _rapid(final: Mapping[str, Any], pipeline: Pipeline) -> RapidResult:
+    prediction = final.get("prediction")
+    if prediction is None and pipeline.answering_role == "reasoner" and final.get("reasoner_output"):
+        # scoring (which parses the answer) runs only with a gold answer; without one, parse it here
+        prediction = extract_answer(final["reasoner_output"], choices=final.get("choices") or ())[0]
     return RapidResult(
         mode=final.get("mode"),
         engines=final.get("engines") or {},
@@ -321,7 +326,7 @@ def _rapid(final: Mapping[str, Any]) -> RapidResult:
         caption=final.get("caption"),
         solution=final.get("solution"),
         perception_missing=final.get("perception_missing") or [],
-        prediction=final.get("prediction"),
+        prediction=prediction,
         correct=final.get("correct"),
         verdict=final.get("verdict"),
         metrics={k: float(v) for k, v in (final.get("metrics") or {}).items() if v is not None},
@@ -356,14 +361,34 @@ def _error_response(error: APIError) -> JSONResponse:
     return JSONResponse(error.body().model_dump(), status_code=error.status, headers=error.headers)
 
 
+_TYPE_NAMES = {"str", "int", "float", "bool", "dict", "list", "none"}
+
+
+def _param(loc: tuple) -> str | None:
+    """A pydantic error location as the request field it names, `messages[0].content[1].image_url.url`: union
+    member names (`str`, `list[...]`) dropped, a discriminator tag that repeats its field name said once."""
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item == "body" and not parts:
+            continue
+        elif item in _TYPE_NAMES or "[" in item or "-" in item:
+            continue
+        elif not parts or parts[-1] != "." + item:
+            parts.append("." + item)
+    return "".join(parts).lstrip(".") or None
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
-    """The first problem, as `field: message` (never the offending input: it may be megabytes of image)."""
-    error = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-    if error.get("type") == "json_invalid":
+    """The most specific problem (the deepest location: in a union, the member that came closest), as
+    `field: message`; never the offending input, which may be megabytes of image."""
+    errors = exc.errors() or [{"loc": (), "msg": "invalid request"}]
+    if any(e.get("type") == "json_invalid" for e in errors):
         return "the request body is not valid JSON", None
-    loc = [str(p) for p in error.get("loc", ()) if p != "body"]
-    param = ".".join(loc).replace(".[", "[") or None
-    if error.get("type") == "missing" and not loc:
+    error = max(errors, key=lambda e: len(e.get("loc", ())))
+    param = _param(tuple(error.get("loc", ())))
+    if error.get("type") == "missing" and param is None:
         return "the request needs a JSON body", None
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     return (f"{param}: {message}" if param else message), param
