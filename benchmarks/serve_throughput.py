@@ -1,7 +1,8 @@
 """Throughput and latency of `python -m rapid_agent serve` against `solve_batch` on the same samples, in one process.
 
 The server (uvicorn in a thread, loopback) answers the same N samples at 1, 8 and 32 concurrent `openai` clients;
-`solve_batch` runs them as one known batch, the library's best case. Engines: a tiny Qwen2.5-VL captioner and the
+`solve_batch` runs them as one known batch, the library's best case, right before each level (so that drift in the
+load of a shared machine hits both sides of each ratio alike). Engines: a tiny Qwen2.5-VL captioner and the
 real SmolLM2-135M-Instruct reasoner, greedy, so every path does the same work. Prints requests/s, p50/p95 latency,
 the ratio to `solve_batch`, the engine calls per role, and how many answers match solve_batch's.
 
@@ -104,20 +105,22 @@ def main() -> None:
     def calls_since(marks: dict[str, int]) -> str:
         return ", ".join(f"{role} {b.num_calls - marks[role]}" for role, b in batchers.items())
 
-    solve_batch(samples[:2], context=context)  # warm-up: first-call allocations out of every timing
-    marks = {role: b.num_calls for role, b in batchers.items()}
-    start = time.perf_counter()
-    baseline = solve_batch(samples, context=context)
-    base_s = time.perf_counter() - start
-    base_rps = args.samples / base_s
-    expected = [r.get("reasoner_output") for r in baseline]
-    print(f"samples              {args.samples} (mode {args.mode}, engine batch size {args.batch_size})")
-    print(f"solve_batch          {base_rps:8.3f} samples/s  ({base_s:.2f} s)  engine calls: {calls_since(marks)}")
+    def baseline() -> tuple[float, list, str]:
+        marks = {role: b.num_calls for role, b in batchers.items()}
+        start = time.perf_counter()
+        results = solve_batch(samples, context=context)
+        return time.perf_counter() - start, [r.get("reasoner_output") for r in results], calls_since(marks)
 
+    solve_batch(samples[:2], context=context)  # warm-up: first-call allocations out of every timing
+    print(f"samples              {args.samples} (mode {args.mode}, engine batch size {args.batch_size})", flush=True)
     config = ServeConfig(max_active=max(levels), max_queue=args.samples, request_timeout_s=600)
     with ServerThread(create_app({"rapid": context}, config)) as server:
         asyncio.run(clients(server.base_url, requests[:2], 2))  # warm-up of the HTTP path
+        # each level is paired with a solve_batch run just before it, so drift in machine load hits both alike
         for level in levels:
+            base_s, expected, base_calls = baseline()
+            base_rps = args.samples / base_s
+            print(f"solve_batch          {base_rps:8.3f} samples/s  ({base_s:.2f} s)  engine calls: {base_calls}")
             marks = {role: b.num_calls for role, b in batchers.items()}
             wall, latencies, answers = asyncio.run(clients(server.base_url, requests, level))
             rps = args.samples / wall
@@ -125,7 +128,8 @@ def main() -> None:
             print(
                 f"serve, {level:2d} clients    {rps:8.3f} req/s      ratio to solve_batch {rps / base_rps:5.2f}  "
                 f"p50 {percentile(latencies, 50):6.2f} s  p95 {percentile(latencies, 95):6.2f} s  "
-                f"engine calls: {calls_since(marks)}  same answers {same}/{args.samples}"
+                f"engine calls: {calls_since(marks)}  same answers {same}/{args.samples}",
+                flush=True,
             )
 
 

@@ -279,3 +279,30 @@ def test_pixel_check_reads_only_the_header():
         check_pixels(buf.getvalue(), "img", 25_000_000)
     assert caught.value.status == 400 and "pixels" in caught.value.message
     assert time.perf_counter() - started < 1.0
+
+
+def test_corrupted_images_are_never_a_server_error(server):
+    """Truncations and byte flips of real PNG, JPEG and GIF files: each answer is a 200 or a 400 naming the part."""
+    import random
+
+    rng = random.Random(0)
+    originals = []
+    for fmt in ("PNG", "JPEG", "GIF"):
+        import io
+
+        buf = io.BytesIO()
+        Image.new("RGB", (48, 40), "purple").save(buf, fmt)
+        originals.append(buf.getvalue())
+    statuses = []
+    for i in range(36):
+        raw = bytearray(originals[i % 3])
+        if i % 2:
+            raw = raw[: rng.randrange(8, len(raw))]
+        else:
+            for _ in range(8):
+                raw[rng.randrange(len(raw))] = rng.randrange(256)
+        r = post(server, chat("Q?", data_url(bytes(raw))))
+        statuses.append(r.status_code)
+        if r.status_code == 400:
+            assert error_of(r)["param"] == "messages[0].content[1].image_url.url"
+    assert set(statuses) <= {200, 400} and 400 in statuses, statuses

@@ -18,7 +18,7 @@ import warnings
 from dataclasses import dataclass
 
 import httpx
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from pydantic import ValidationError
 
 from rapid_agent.backends.images import data_url_to_bytes
@@ -129,7 +129,7 @@ def check_pixels(raw: bytes, param: str, max_pixels: int) -> None:
                 width, height = image.size
     except Image.DecompressionBombError as exc:
         raise bad_request(f"{param}: {exc}", param=param, code="image_too_large") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
+    except Exception as exc:  # any decoder failure on client bytes is a bad image, never a server error
         raise bad_request(f"{param}: cannot decode the image: {exc}", param=param, code="invalid_image") from None
     if width * height > max_pixels:
         raise bad_request(
@@ -170,6 +170,9 @@ async def sample_from_request(
             images.append(await asyncio.to_thread(_decode, raw, context.max_pixels))
         except ImageError as exc:
             raise bad_request(f"{ref.param}: {exc}", param=ref.param, code="invalid_image") from None
+        except Exception as exc:  # a decoder bug on crafted bytes (struct.error, SyntaxError, ...): still the image
+            message = f"{ref.param}: cannot decode the image ({type(exc).__name__})"
+            raise bad_request(message, param=ref.param, code="invalid_image") from None
     extra = request.rapid
     data = {
         "question": question,
