@@ -77,7 +77,8 @@ def test_without_a_gold_answer_the_answer_is_parsed_and_there_is_no_verdict():
 def test_concurrent_requests_share_engine_calls_and_each_gets_its_own_answer():
     cap, rea = captioner(), reasoner()
     n = 16
-    with running({"rapid": RapidContext(captioner=cap, reasoner=rea)}) as server:
+    # stream=True in the served context (the CLI's --stream) must not stop plain requests from batching
+    with running({"rapid": RapidContext(captioner=cap, reasoner=rea, stream=True)}) as server:
 
         async def ask_all():
             async with openai.AsyncOpenAI(base_url=server.base_url, api_key="-", max_retries=0) as aclient:

@@ -74,7 +74,7 @@ def test_openai_engine_uses_this_server_as_a_real_server():
     pipeline's own reasoner, and its answer comes back as the client graph's reasoner output."""
     served = FunctionEngine(lambda r: f"remote says {tag_of(r)} is \\boxed{{5}}", spec="stand-in:served")
     with running({"text": RapidContext(captioner=None, reasoner=served, mode="none")}) as server:
-        remote = load_engine(f"openai:text@{server.base_url}", "reasoner", cache=False, max_retries=0)
+        remote = load_engine(f"openai:text@{server.base_url}", "reasoner", cache=False)
         captioner = FunctionEngine(lambda r: "<caption>five dots</caption><solution>5</solution>")
         context = RapidContext(captioner=captioner, reasoner=remote, reasoner_gen=GenerationConfig(max_new_tokens=64))
         results = solve_batch(

@@ -36,7 +36,10 @@ class Pipeline:
             raise ValueError(f"pipeline {name!r}: perception mode {context.mode!r} needs a captioner")
         self.name = name
         self.engines = engines
-        self.context = context.replace(captioner=engines.get("captioner"), reasoner=engines.get("reasoner"))
+        # streaming is the request's choice (`stream: true`), never the pipeline's: plain requests must batch
+        self.context = context.replace(
+            captioner=engines.get("captioner"), reasoner=engines.get("reasoner"), stream=False
+        )
         self.answering_role = "reasoner" if "reasoner" in engines else "captioner"
         self.run_config = dict(run_config or {})
 
