@@ -1,4 +1,5 @@
-"""`python -m rapid_agent`: `run` answers one question about one image; `demo` runs the offline demo.
+"""`python -m rapid_agent`: `run` answers one question about one image; `demo` runs the offline demo; `serve` puts
+pipelines behind an OpenAI-compatible endpoint.
 
 Thin by design: parse arguments, build a `RapidContext`, call the library. The options that configure a run
 (engines, mode, sampling per role, engine options, limits) are derived from `RapidContext` and `GenerationConfig`
@@ -40,6 +41,28 @@ def _scalar_type(annotation: Any) -> type:
     return str
 
 
+def add_dataclass_arguments(group: Any, cls: type, *, skip: Iterable[str] = ()) -> None:
+    """One option per scalar field of the dataclass `cls` (`--field-name`), typed, with its default and its `help`
+    metadata; a bool field becomes `--name/--no-name`."""
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        help_text = f.metadata.get("help", "")
+        if f.type in (bool, "bool"):
+            group.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
+        else:
+            group.add_argument(
+                _flag(f.name), type=_scalar_type(f.type), default=f.default, help=f"{help_text} (default: %(default)s)"
+            )
+
+
+def dataclass_from_args(cls: type, args: argparse.Namespace, **overrides: Any) -> Any:
+    """An instance of `cls` from the options `add_dataclass_arguments` added."""
+    return cls(
+        **{f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if f.name not in overrides}, **overrides
+    )
+
+
 def parse_option(text: str) -> tuple[str, Any]:
     """`key=value` with a JSON value (`timeout_s=600`, `extra_body={"top_k": 20}`), or a plain string value."""
     key, sep, value = text.partition("=")
@@ -56,6 +79,7 @@ def add_context_arguments(parser: argparse.ArgumentParser, *, many: Iterable[str
     many = set(many)
     group = parser.add_argument_group("pipeline", "which models, which perception mode, how each samples")
     hints = typing.get_type_hints(GenerationConfig)
+    special = set(_NOT_ON_THE_COMMAND_LINE)
     for f in dataclasses.fields(RapidContext):
         help_text = f.metadata.get("help", "")
         if f.name in _NOT_ON_THE_COMMAND_LINE:
@@ -92,11 +116,10 @@ def add_context_arguments(parser: argparse.ArgumentParser, *, many: Iterable[str
                 metavar="KEY=VALUE",
                 help=f"{help_text}; repeatable, values are JSON",
             )
-        elif f.type in (bool, "bool"):
-            group.add_argument(_flag(f.name), action=argparse.BooleanOptionalAction, default=f.default, help=help_text)
         else:
-            kind = _scalar_type(f.type)
-            group.add_argument(_flag(f.name), type=kind, default=f.default, help=f"{help_text} (default: %(default)s)")
+            continue
+        special.add(f.name)
+    add_dataclass_arguments(group, RapidContext, skip=special)
 
 
 def context_from_args(args: argparse.Namespace, **overrides: Any) -> RapidContext:
@@ -199,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     from rapid_agent.demo import add_arguments as add_demo_arguments
 
     add_demo_arguments(commands.add_parser("demo", help="the offline RAPID demo: world, captioner, VPO, report"))
+    from rapid_agent.serve.command import add_arguments as add_serve_arguments
+
+    add_serve_arguments(commands.add_parser("serve", help="serve pipelines behind an OpenAI-compatible endpoint"))
     return parser
 
 
@@ -207,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return run(args)
+        if args.command == "serve":
+            from rapid_agent.serve.command import main as serve_main
+
+            return serve_main(args)
         from rapid_agent.demo import main as demo_main
 
         return demo_main(args) or 0

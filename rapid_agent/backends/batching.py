@@ -15,6 +15,7 @@ unevenly the runs arrive. The window stays as the fallback that keeps a cohort f
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextvars
 import threading
 import weakref
@@ -22,6 +23,8 @@ from collections.abc import Callable, Sequence
 
 from rapid_agent.backends.base import ChatRequest, Completion, Engine, EngineError, GenerationConfig
 
+#: batch sizes kept for inspection; a long-running server must not grow this list without bound
+MAX_STATS = 10_000
 DEFAULT_WINDOW_S = 0.05
 DEFAULT_MAX_WAIT_S = 0.5
 #: fallback for cohort requests: a cohort normally dispatches itself once complete; this only bounds a stall
@@ -83,7 +86,9 @@ class MicroBatcher:
         self.window_s = window_s
         self.max_wait_s = max_wait_s
         self.num_calls = 0
+        #: the most recent batch sizes, in order (at most MAX_STATS), and how many calls had each size, ever
         self.batch_sizes: list[int] = []
+        self.size_counts: collections.Counter[int] = collections.Counter()
         self._pending: dict[GenerationConfig, list[tuple[ChatRequest, asyncio.Future, Cohort | None]]] = {}
         self._timers: dict[GenerationConfig, asyncio.TimerHandle] = {}
         self._opened: dict[GenerationConfig, float] = {}  # when the oldest waiting request of a group arrived
@@ -128,6 +133,7 @@ class MicroBatcher:
     def reset_stats(self) -> None:
         self.num_calls = 0
         self.batch_sizes = []
+        self.size_counts = collections.Counter()
 
     # -- the batcher's own loop --------------------------------------------------------------------------------
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
@@ -187,7 +193,10 @@ class MicroBatcher:
         self, gen: GenerationConfig, batch: list[tuple[ChatRequest, asyncio.Future, Cohort | None]]
     ) -> None:
         self.num_calls += 1
+        self.size_counts[len(batch)] += 1
         self.batch_sizes.append(len(batch))
+        if len(self.batch_sizes) > MAX_STATS:
+            del self.batch_sizes[: MAX_STATS // 2]
         try:
             results = await traced(self.engine).agenerate([request for request, _, _ in batch], gen)
             if len(results) != len(batch):
