@@ -3,7 +3,8 @@
 Everything here may call sympy, and sympy can run for ever holding the GIL (`10^{10^{8}}` against `3`), so it only
 ever runs in a worker that `rapid_agent._verify_pool` kills when its time is up. math-verify's own signal-based
 timeouts are therefore switched off (`parsing_timeout=None`, `timeout_seconds=None`): the pool is the one bound.
-Always `verify(gold, pred)`, gold first: math-verify is not symmetric.
+Always `verify(gold, pred)`, gold first: math-verify is not symmetric. The one exception to "workers only" is
+`string_extract`, pure regex, which the caller runs in-process.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 import signal
 from collections.abc import Sequence
 
-from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+from math_verify import ExprExtractionConfig, LatexExtractionConfig, StringExtractionConfig, parse, verify
 
 
 class _DropTimeoutDisabled(logging.Filter):
@@ -43,15 +44,15 @@ def init_worker() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def scientific_to_latex(text: str) -> str:
-    """`1.5e3` -> `1.5\\times 10^{3}`: LaTeX reads `e` as Euler's number."""
-    return _SCIENTIFIC.sub(r"\1\\times 10^{\2}", text)
+def normalize(text: str) -> str:
+    """What LaTeX misreads: `1.5e3` (`e` is Euler's number) -> `1.5\\times 10^{3}`; `30°` -> `30^{\\circ}`."""
+    return _SCIENTIFIC.sub(r"\1\\times 10^{\2}", text).replace("°", "^{\\circ}")
 
 
 def parse_gold(gold: str) -> list:
     """Gold answers are usually written bare (`\\frac{1}{2}`, `(1,2]`), and math-verify reads LaTeX only between
     delimiters: wrap a bare one, and fall back to reading it as written."""
-    gold = scientific_to_latex(gold)
+    gold = normalize(gold)
     if _DELIMITED.search(gold):
         return parse(gold, CONFIGS, parsing_timeout=None)
     if _NUMBERISH.fullmatch(gold):
@@ -63,7 +64,7 @@ def parse_gold(gold: str) -> list:
 def parse_prediction(text: str, box: str | None = None) -> tuple[list, str | None]:
     """What math-verify reads from an output, and that answer as text; a boxed number with separators is also
     read as a plain number (see `parse_gold`)."""
-    parsed = parse(scientific_to_latex(text), CONFIGS, parsing_timeout=None)
+    parsed = parse(normalize(text), CONFIGS, parsing_timeout=None)
     read = shown(parsed)
     if box is not None and _NUMBERISH.fullmatch(box):
         parsed = parsed + parse(box, CONFIGS, parsing_timeout=None)
@@ -112,3 +113,17 @@ def matching_choices(answer: str, choices: Sequence[str]) -> list[int]:
         if gold_parsed and verify(gold_parsed, pred_parsed, timeout_seconds=None):
             found.append(i)
     return found
+
+
+def raw_verify(gold: str, pred: str) -> bool:
+    """math-verify with all its defaults, `verify(parse(gold), parse(pred))`: the baseline that
+    tests/test_answers_mathverify.py and benchmarks/answer_check.py measure `check_answer` against."""
+    return bool(verify(parse(gold, parsing_timeout=None), parse(pred, parsing_timeout=None), timeout_seconds=None))
+
+
+def string_extract(text: str, strings: tuple[str, ...], anchored_only: bool) -> str | None:
+    """math-verify's string extraction ("the answer is B", "final answer: yes"): regexes only, no sympy, so
+    safe to run in the caller's process."""
+    config = StringExtractionConfig(strings=strings, lowercase=False, try_extract_without_anchor=not anchored_only)
+    found = parse(text, [config], parsing_timeout=None)
+    return found[0] if found else None

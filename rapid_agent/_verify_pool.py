@@ -10,7 +10,7 @@ which kills the worker whose task passes its timeout and starts a new one.
 - The pool starts on the first check that needs it (`import rapid_agent` starts nothing), is small (at most 4
   workers, fewer when several ranks of an `accelerate`/`torchrun` job share the machine's CPUs; the environment
   variable `RAPID_ANSWER_WORKERS` overrides), belongs to the process that made it (a forked child that checks
-  answers makes its own) and is stopped at exit.
+  answers makes its own, by spawn) and is stopped at exit.
 - No caller waits for ever: a watchdog thread fails every outstanding check of a pool that broke (workers that
   could not start, say) or was stopped, with an error saying so.
 """
@@ -20,6 +20,7 @@ from __future__ import annotations
 import atexit
 import importlib
 import multiprocessing
+import multiprocessing.util
 import os
 import signal
 import threading
@@ -43,8 +44,8 @@ BROKEN = (
 
 _lock = threading.Lock()
 _pool: ProcessPool | None = None
+_forked = False  # this process is a fork of one that may own the forkserver
 _outstanding: _Outstanding | None = None
-_owner_pid: int | None = None
 _workers: int | None = None
 
 
@@ -83,7 +84,7 @@ def _run(function: str, *args: Any) -> Any:
 
 
 def _context() -> Any:
-    if "forkserver" in multiprocessing.get_all_start_methods():
+    if "forkserver" in multiprocessing.get_all_start_methods() and not _forked:
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([WORKER_MODULE])  # takes effect only if the forkserver is not yet running
         return context
@@ -133,36 +134,45 @@ def _watch(pool: ProcessPool, outstanding: _Outstanding) -> None:
 
 
 def _current() -> tuple[ProcessPool, _Outstanding]:
-    global _pool, _owner_pid, _outstanding
+    global _pool, _outstanding
     with _lock:
-        if _pool is not None and (_owner_pid != os.getpid() or not _pool.active):
-            # a pool inherited through fork belongs to the parent: leave it alone; a broken one of ours: stop it
-            if _owner_pid == os.getpid():
-                _pool.stop()
+        if _pool is not None and not _pool.active:  # broke (a worker could not start) or was stopped
+            _pool.stop()
             _pool = None
         if _pool is None:
             _pool = ProcessPool(
                 max_workers=_workers or default_workers(), initializer=_init_worker, context=_context()
             )
-            _owner_pid = os.getpid()
             _outstanding = _Outstanding()
+            # multiprocessing runs these before it joins the children of an exiting process; a multiprocessing
+            # child skips atexit, and would otherwise wait for ever on the idle workers
+            multiprocessing.util.Finalize(None, shutdown, exitpriority=10)
             threading.Thread(target=_watch, args=(_pool, _outstanding), name="answer-pool-watch", daemon=True).start()
+        assert _outstanding is not None
         return _pool, _outstanding
+
+
+def _schedule(function: str, args: tuple, timeout_s: float) -> Future:
+    pool, outstanding = _current()
+    future = pool.schedule(_run, args=(function, *args), timeout=timeout_s)
+    outstanding.add(future)
+    return future
 
 
 def submit(function: str, args: tuple, timeout_s: float) -> Future:
     """Run `function(*args)` of the worker module in the pool; its future raises `TimeoutError` (and the worker
     is killed) when the call runs longer than `timeout_s` seconds once started, `BrokenProcessPool` if the pool
-    dies first."""
-    pool, outstanding = _current()
+    dies first. Never raises itself: a pool that cannot start is an error in the future."""
     try:
-        future = pool.schedule(_run, args=(function, *args), timeout=timeout_s)
+        return _schedule(function, args, timeout_s)
     except RuntimeError:  # the pool broke or was stopped under us: a fresh one, once
         shutdown()
-        pool, outstanding = _current()
-        future = pool.schedule(_run, args=(function, *args), timeout=timeout_s)
-    outstanding.add(future)
-    return future
+    try:
+        return _schedule(function, args, timeout_s)
+    except RuntimeError as error:
+        failed: Future = Future()
+        failed.set_exception(BrokenProcessPool(f"{BROKEN}: {error!r}"))
+        return failed
 
 
 def worker_pids() -> set[int]:
@@ -170,15 +180,27 @@ def worker_pids() -> set[int]:
     return {p.pid for p in multiprocessing.active_children() if p.name == WORKER_PROCESS_NAME and p.pid}
 
 
+def is_running() -> bool:
+    """Whether this process has a pool (checks decided in-process never start one)."""
+    return _pool is not None
+
+
 def shutdown() -> None:
     """Stop the pool and its workers now; the next check that needs one starts a new pool."""
     global _pool
     with _lock:
         pool, _pool = _pool, None
-        mine = _owner_pid == os.getpid()
-    if pool is not None and mine:
+    if pool is not None:
         pool.stop()
         pool.join()
 
 
+def _after_fork_in_child() -> None:
+    """A forked child (a DataLoader worker, say) must not touch its parent's pool, and cannot use its parent's
+    forkserver (`os.waitpid` on a process that is not its child fails): it starts its own pool by spawn."""
+    global _lock, _pool, _outstanding, _forked
+    _lock, _pool, _outstanding, _forked = threading.Lock(), None, None, True
+
+
 atexit.register(shutdown)
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -183,14 +183,9 @@ def _gold_letter(gold: str, choices: tuple[str, ...]) -> str | None:
 
 
 def _string_extract(text: str, strings: Sequence[str], *, anchored_only: bool) -> str | None:
-    """math-verify's string extraction ("the answer is B", "final answer: yes"); pure regex, safe in-process."""
-    from math_verify import StringExtractionConfig, parse  # deferred: the caller rarely needs sympy loaded
+    from rapid_agent._math_check import string_extract  # deferred: loads math-verify (and sympy) on first use
 
-    config = StringExtractionConfig(
-        strings=tuple(strings), lowercase=False, try_extract_without_anchor=not anchored_only
-    )
-    found = parse(text, [config], parsing_timeout=None)
-    return found[0] if found else None
+    return string_extract(text, tuple(strings), anchored_only)
 
 
 def _letter_from_text(text: str, choices: tuple[str, ...]) -> tuple[str | None, str | None]:
