@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-import signal
 from collections.abc import Sequence
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, StringExtractionConfig, parse, verify
@@ -33,15 +32,6 @@ _DELIMITED = re.compile(r"\$|\\\(|\\\[|\\boxed|\\fbox")
 _NUMBERISH = re.compile(r"[-+]?[\d ,.]*\d[\d ,.]*\s*%?")
 _MATHLIKE = re.compile(r"[\d\\]")
 _SCIENTIFIC = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)[eE]([-+]?\d+)(?!\w)")
-
-
-def init_worker() -> None:
-    """Run in every worker as it starts: die at once on SIGTERM.
-
-    pebble installs a Python-level SIGTERM handler, which cannot run while sympy sits in one long C call; the
-    default action ends the process immediately, so a timed-out check is gone at its timeout, not seconds later.
-    """
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def normalize(text: str) -> str:

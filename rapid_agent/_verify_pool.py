@@ -33,6 +33,9 @@ from pebble import ProcessPool
 
 WORKER_MODULE = "rapid_agent._math_check"
 MAX_WORKERS = 4
+#: a worker is replaced after this many checks (a fork from the preloaded server: milliseconds), so that sympy's
+#: caches cannot grow without bound over a long training run
+MAX_TASKS_PER_WORKER = 10_000
 #: pebble names its worker processes so; used to list them
 WORKER_PROCESS_NAME = "pebble_pool_worker"
 
@@ -137,11 +140,14 @@ def _current() -> tuple[ProcessPool, _Outstanding]:
     global _pool, _outstanding
     with _lock:
         if _pool is not None and not _pool.active:  # broke (a worker could not start) or was stopped
-            _pool.stop()
+            _stop(_pool)
             _pool = None
         if _pool is None:
             _pool = ProcessPool(
-                max_workers=_workers or default_workers(), initializer=_init_worker, context=_context()
+                max_workers=_workers or default_workers(),
+                max_tasks=MAX_TASKS_PER_WORKER,
+                initializer=_init_worker,
+                context=_context(),
             )
             _outstanding = _Outstanding()
             # multiprocessing runs these before it joins the children of an exiting process; a multiprocessing
@@ -191,8 +197,15 @@ def shutdown() -> None:
     with _lock:
         pool, _pool = _pool, None
     if pool is not None:
-        pool.stop()
-        pool.join()
+        _stop(pool)
+
+
+def _stop(pool: ProcessPool) -> None:
+    pool.stop()
+    try:
+        pool.join()  # terminates the workers
+    except Exception:  # a pool that broke may fail to join; its workers die with their parent
+        pass
 
 
 def _after_fork_in_child() -> None:
@@ -203,4 +216,5 @@ def _after_fork_in_child() -> None:
 
 
 atexit.register(shutdown)
-os.register_at_fork(after_in_child=_after_fork_in_child)
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_after_fork_in_child)

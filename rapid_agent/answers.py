@@ -127,11 +127,9 @@ def last_boxed(text: str) -> str | None:
 def _answer_text(output: str, final_box_only: bool) -> tuple[str | None, str]:
     """The text the answer is read from, or None and why there is none."""
     text = strip_thinking(output)
-    if THINK_OPEN in text:
-        if final_box_only:
-            return None, "the output opened <think> and never closed it: no answer after the reasoning"
-        return text[-MAX_ANSWER_CHARS:], ""
     if final_box_only:
+        if THINK_OPEN in text:
+            return None, "the output opened <think> and never closed it: no answer after the reasoning"
         return text, ""
     start = max(0, len(text) - MAX_ANSWER_CHARS)
     box = max(text.rfind("\\boxed", 0, start), text.rfind("\\fbox", 0, start))
