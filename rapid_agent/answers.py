@@ -44,6 +44,7 @@ from rapid_agent import _verify_pool
 
 #: the longest tail of an output that is searched for an answer; math-verify's regexes slow down on long texts
 MAX_ANSWER_CHARS = 4000
+MAX_PREDICTION_CHARS = 500
 LETTERS = string.ascii_uppercase
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 #: values of `Verdict.extracted_from`
@@ -246,8 +247,13 @@ def _fast_equal(gold: str, pred: str) -> bool | None:
 # --- planning one check -------------------------------------------------------------------------------------------
 
 
+def _clip(prediction: str | None) -> str | None:
+    """Predictions are logged per sample: a runaway box is cut to its first `MAX_PREDICTION_CHARS`."""
+    return prediction[:MAX_PREDICTION_CHARS] if prediction is not None else None
+
+
 def _verdict(correct: bool, prediction: str | None, source: str | None, how: str = "") -> Verdict:
-    return Verdict(correct, prediction, ("match" if correct else "mismatch") + how, source)
+    return Verdict(correct, _clip(prediction), ("match" if correct else "mismatch") + how, source)
 
 
 def _no_box(final_box_only: bool) -> Verdict:
@@ -272,11 +278,11 @@ def _plan_choice(text: str, gold: str, choices: tuple[str, ...], final_box_only:
         def finish(indices: list[int]) -> Verdict:  # an option written `\frac{1}{2}` is named by a boxed `0.5`
             if len(indices) != 1:
                 what = "no option" if not indices else "several options"
-                return Verdict(False, box, f"boxed answer {box!r} equals {what}", "boxed")
+                return Verdict(False, _clip(box), f"boxed answer {box[:80]!r} equals {what}", "boxed")
             return _verdict(LETTERS[indices[0]] == gold, LETTERS[indices[0]], "boxed")
 
-        return _Pending("matching_choices", (box, choices), finish, box, "boxed")
-    return Verdict(False, box, f"boxed answer {box!r} names no option letter", "boxed")
+        return _Pending("matching_choices", (box, choices), finish, _clip(box), "boxed")
+    return Verdict(False, _clip(box), f"boxed answer {box[:80]!r} names no option letter", "boxed")
 
 
 def _plan_words(text: str, gold: str, final_box_only: bool) -> Verdict:
@@ -316,27 +322,27 @@ def _plan_math(text: str, gold: str, final_box_only: bool) -> Verdict | _Pending
         if box is None:
             return _no_box(True)
         if len(box) > MAX_ANSWER_CHARS:
-            return Verdict(False, box[:200], f"boxed answer longer than {MAX_ANSWER_CHARS} characters", "boxed")
+            return Verdict(False, _clip(box), f"boxed answer longer than {MAX_ANSWER_CHARS} characters", "boxed")
         decided = _fast_equal(gold, box)
         if decided is not None:
             return _verdict(decided, box, "boxed")
-        return _Pending("math_equal", (gold, f"\\boxed{{{box}}}", box), _math_finish(gold, box, "boxed"), box, "boxed")
+        pending = _math_finish(gold, box, "boxed")
+        return _Pending("math_equal", (gold, f"\\boxed{{{box}}}", box), pending, _clip(box), "boxed")
     boxes = text.count("\\boxed") + text.count("\\fbox")
     whole = text.strip()
     if boxes == 1 and box is not None:
         decided = _fast_equal(gold, box)
         if decided is not None:
             return _verdict(decided, box, "boxed")
-    elif boxes == 0 and len(whole) <= 200:  # the whole output may be the answer
-        decided = _fast_equal(gold, whole)
+    elif boxes == 0:
+        decided = _fast_equal(gold, whole) if len(whole) <= 200 else None  # the whole output may be the answer
         if decided is not None:
             return _verdict(decided, whole, "text")
-    elif boxes == 0 and not _MATH_HINT.search(text):
-        return _no_box(False)
+        if not _MATH_HINT.search(text):  # no digit, no LaTeX: nothing math-verify could read
+            return _no_box(False)
     source = "boxed" if boxes else "math-verify"
-    return _Pending(
-        "math_equal", (gold, text, box if boxes == 1 else None), _math_finish(gold, box, source), box, source
-    )
+    only_box = box if boxes == 1 else None
+    return _Pending("math_equal", (gold, text, only_box), _math_finish(gold, box, source), _clip(box), source)
 
 
 def _plan(output: Any, gold: Any, choices: Any, final_box_only: bool, finish_reason: str | None) -> Verdict | _Pending:

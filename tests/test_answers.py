@@ -173,6 +173,11 @@ def test_verdict_says_where_the_answer_came_from(output, source):
     assert check_answer(output, "5").extracted_from == source
 
 
+def test_an_output_with_nothing_to_read_says_so_without_asking_math_verify():
+    verdict = check_answer("I cannot tell from the description.", "7")
+    assert verdict == Verdict(False, None, "no \\boxed{} answer and no final answer found in the output")
+
+
 def test_letter_sources():
     assert check_answer("The answer is (B).", "B", choices=COLOURS).extracted_from == "letter"
     assert check_answer("I think it is blue", "B", choices=COLOURS).extracted_from == "option text"
