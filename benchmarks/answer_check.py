@@ -2,7 +2,8 @@
 batch), and the implementation before the pool (math-verify in the caller, a thread for the timeout).
 
 Two workloads: "plain" outputs that are decidable without sympy (a boxed integer, a letter, a word) and "sympy"
-outputs that need math-verify (a boxed fraction, LaTeX in prose). The old implementation is read from git
+outputs that need math-verify (a boxed fraction, LaTeX in prose, roots, intervals; all distinct, so no cache
+helps). The old implementation is read from git
 (`--baseline-rev`, default: the commit before the pool came in) and skipped when git cannot show it. Prints
 checks/s per path and the ratio to the old implementation on the same inputs, and checks that the paths agree.
 
@@ -24,12 +25,17 @@ from rapid_agent import _verify_pool
 from rapid_agent.answers import check_answer, check_answers
 
 PLAIN = [(r"so the answer is \boxed{42}", "42"), (r"\boxed{(b)}", "B"), (r"\boxed{Yes}", "Yes"), ("12", "12")]
-SYMPY = [
-    (r"so the answer is \boxed{\frac{1}{2}}", "0.5"),
-    (r"The probability is $\dfrac{1}{3}$.", "1/3"),
-    (r"\boxed{2\sqrt{3}}", r"\sqrt{12}"),
-    (r"\boxed{(1, 2]}", "(1,2]"),
-]
+
+
+def sympy_case(i: int) -> tuple[str, str]:
+    """Distinct inputs, so that no cache inside math-verify answers a repeat."""
+    k = i + 2
+    return [
+        (rf"so the answer is \boxed{{\frac{{{k}}}{{{2 * k}}}}}", "0.5"),
+        (rf"The probability is $\dfrac{{1}}{{{k}}}$.", f"1/{k}"),
+        (rf"\boxed{{{k}\sqrt{{3}}}}", rf"\sqrt{{{3 * k * k}}}"),
+        (rf"\boxed{{(1, {k}]}}", f"(1,{k}]"),
+    ][i % 4]
 
 
 def old_implementation(rev: str) -> types.ModuleType | None:
@@ -64,10 +70,14 @@ def main() -> None:
     args = parser.parse_args()
 
     old = old_implementation(args.baseline_rev)
-    check_answer(*SYMPY[0])  # start the pool outside the timings
+    check_answer(*sympy_case(10_000))  # start the pool outside the timings
     print(f"pool workers: {len(_verify_pool.worker_pids())}")
-    for name, cases in (("plain", PLAIN), ("sympy", SYMPY)):
-        work = [cases[i % len(cases)] for i in range(args.checks)]
+    workloads = {
+        "plain": [PLAIN[i % len(PLAIN)] for i in range(args.checks)],
+        "sympy": [sympy_case(i) for i in range(args.checks)],
+    }
+    for name, work in workloads.items():
+        cases = work[:4]
         outputs, golds = [o for o, _ in work], [g for _, g in work]
         new_verdicts = [check_answer(o, g).correct for o, g in cases]
         batch = check_answers(outputs, golds)
