@@ -154,8 +154,10 @@ def _check_in_child(queue) -> None:
     queue.put((check_answer(HALF, "0.5").correct, check_answer(r"\boxed{\frac{1}{3}}", "0.3").correct is False))
 
 
-@pytest.mark.slow  # a fresh interpreter whose workers fail to start
-def test_a_script_without_a_main_guard_gets_a_verdict_saying_so(tmp_path):
+@pytest.mark.slow  # a fresh interpreter whose workers re-run the script
+def test_a_script_without_a_main_guard_ends_with_a_verdict_and_a_failure_names_the_guard(tmp_path):
+    # spawned workers re-import the main script; whether the parent's pool breaks first or a worker comes up
+    # after re-running the script's top level is a race: either way the script must end, never hang or crash
     script = tmp_path / "unguarded.py"
     script.write_text(
         textwrap.dedent(
@@ -167,7 +169,8 @@ def test_a_script_without_a_main_guard_gets_a_verdict_saying_so(tmp_path):
     )
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     reasons = [line for line in done.stdout.splitlines() if line.startswith("REASON")]
-    assert reasons and "__main__" in reasons[-1], done.stdout + done.stderr
+    assert done.returncode == 0 and reasons, done.stdout + done.stderr
+    assert all(r == "REASON match" or "if __name__ == '__main__'" in r for r in reasons), reasons
 
 
 def test_pool_size(monkeypatch):
