@@ -9,13 +9,12 @@ stream as it is generated.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from langgraph.config import get_stream_writer
 from langgraph.runtime import get_runtime
 
-from rapid_agent.answers import check_answer
+from rapid_agent.answers import acheck_answer
 from rapid_agent.backends import ChatRequest, Completion, Engine, EngineError, GenerationConfig, load_engine
 from rapid_agent.backends.batching import get_batcher, traced
 from rapid_agent.config import RapidContext
@@ -127,12 +126,13 @@ async def reason(state: RapidState) -> dict:
 
 async def score(state: RapidState) -> dict:
     context = _context()
-    # math-verify is CPU-bound; off the event loop so that other samples keep flowing
-    verdict = await asyncio.to_thread(
-        check_answer,
+    # hard cases go to a worker process that a timeout really ends; the event loop keeps serving other samples
+    verdict = await acheck_answer(
         state["reasoner_output"],
         state["answer"],
         choices=state.get("choices") or (),
         timeout_s=context.answer_timeout_s,
+        final_box_only=context.strict_answers,
+        finish_reason=state.get("reasoner_finish_reason"),
     )
     return {"prediction": verdict.prediction, "correct": verdict.correct, "verdict": verdict.reason}

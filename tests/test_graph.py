@@ -7,6 +7,7 @@ from PIL import Image, ImageDraw
 
 from rapid_agent import RapidContext, solve, solve_batch
 from rapid_agent.api import asolve_batch
+from rapid_agent.backends import Completion
 from rapid_agent.backends.stand_in import FunctionEngine
 from rapid_agent.graphs import get_graph
 from rapid_agent.perception import MODES
@@ -215,3 +216,22 @@ def test_context_rejects_bad_settings():
             RapidContext(answer_timeout_s=bad)
     with pytest.raises(TypeError, match="reasoner_options: expected a mapping"):
         RapidContext(reasoner_options=["timeout_s=3"])
+
+
+def test_strict_answers_score_only_a_final_box_and_never_a_truncated_output(engines):
+    captioner, _ = engines
+    outputs = iter(["The answer is 2.", "<think>so \\boxed{2}", "\\boxed{2}"])
+    reasoner = FunctionEngine(lambda r: next(outputs))
+    lenient = RapidContext(captioner=captioner, reasoner=reasoner)
+    strict = lenient.replace(strict_answers=True)
+    sample = {"image": scene(2), "question": "How many?", "answer": "2"}
+    assert solve_batch([sample], context=lenient)[0]["correct"] is True  # read from the text
+    assert solve_batch([sample], context=strict)[0]["correct"] is False  # the box is inside unfinished thinking
+    final = get_graph().invoke({**sample, "captioner_output": "two"}, context=strict)
+    assert final["correct"] is True  # a final box after the reasoning
+    cut = FunctionEngine(lambda r: "\\boxed{2}")
+    cut.generate = lambda requests, gen: [  # an engine that ran out of tokens right after writing the box
+        Completion("\\boxed{2}", finish_reason="length") for _ in requests
+    ]
+    out = get_graph().invoke({**sample, "captioner_output": "two"}, context=strict.replace(reasoner=cut))
+    assert out["correct"] is False and out["reasoner_finish_reason"] == "length" and "cut off" in out["verdict"]
