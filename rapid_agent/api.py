@@ -59,6 +59,8 @@ async def asolve_batch(
 
     async def run(sample: Any) -> dict:
         try:
+            if not isinstance(sample, dict):
+                raise TypeError(f"a sample is a dict with at least a 'question', got {type(sample).__name__}")
             return await graph.ainvoke(sample, context=context)
         except Exception as exc:
             return _failed(sample, exc)
