@@ -220,7 +220,9 @@ class OpenAIEngine(Engine):
             raise EngineError(f"{self.url}: stream timed out after {self.timeout_s:g}s{_so_far(reader)}") from exc
         except MalformedResponse as exc:
             raise EngineError(f"{self.url}: malformed stream: {exc}") from exc
-        except openai.APIError as exc:
+        except openai.APIConnectionError as exc:
+            raise EngineError(f"{self.url}: stream broke{_so_far(reader)}: {_connection_words(exc)}") from exc
+        except openai.APIError as exc:  # an error event inside the stream
             raise EngineError(f"{self.url}: stream broke{_so_far(reader)}: {_api_error_words(exc)}") from None
         except Exception as exc:  # the connection dropped mid-body, or a chunk was not JSON
             raise EngineError(f"{self.url}: stream broke{_so_far(reader)}: {type(exc).__name__}: {exc}") from exc
@@ -364,8 +366,7 @@ class OpenAIEngine(Engine):
                 return _Retryable(f"HTTP {status}: {words}", _retry_after(exc.response.headers))
             return _Rejected(f"{self.url}: HTTP {status}: {words} (not retried)", status, words)
         if isinstance(exc, openai.APIConnectionError):
-            cause = exc.__cause__ or exc
-            return _Retryable(f"connection error: {type(cause).__name__}: {cause}")
+            return _Retryable(_connection_words(exc))
         if isinstance(exc, EngineError):
             return exc
         return EngineError.caused_by(f"{self.url}: {type(exc).__name__}: {exc}", exc)
@@ -413,6 +414,11 @@ def _plain(chunk: object) -> object:
 
 def _so_far(reader: StreamReader) -> str:
     return f" after {len(''.join(reader.text))} characters" if reader.chunks else " before any text"
+
+
+def _connection_words(exc: openai.APIConnectionError) -> str:
+    cause = exc.__cause__ or exc  # the client's own message is just "Connection error."
+    return f"connection error: {type(cause).__name__}: {cause}"
 
 
 def _api_error_words(exc: openai.APIError) -> str:
