@@ -31,6 +31,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import openai
 from tenacity import (
     AsyncRetrying,
@@ -224,7 +225,9 @@ class OpenAIEngine(Engine):
             raise EngineError(f"{self.url}: stream broke{_so_far(reader)}: {_connection_words(exc)}") from exc
         except openai.APIError as exc:  # an error event inside the stream
             raise EngineError(f"{self.url}: stream broke{_so_far(reader)}: {_api_error_words(exc)}") from None
-        except Exception as exc:  # the connection dropped mid-body, or a chunk was not JSON
+        except httpx.TransportError as exc:  # older clients let a connection dropped mid-body through unwrapped
+            raise EngineError(f"{self.url}: stream broke{_so_far(reader)}: {_connection_words(exc)}") from exc
+        except Exception as exc:  # e.g. a chunk that is not JSON
             raise EngineError(f"{self.url}: stream broke{_so_far(reader)}: {type(exc).__name__}: {exc}") from exc
         finally:
             try:
@@ -416,7 +419,7 @@ def _so_far(reader: StreamReader) -> str:
     return f" after {len(''.join(reader.text))} characters" if reader.chunks else " before any text"
 
 
-def _connection_words(exc: openai.APIConnectionError) -> str:
+def _connection_words(exc: Exception) -> str:
     cause = exc.__cause__ or exc  # the client's own message is just "Connection error."
     return f"connection error: {type(cause).__name__}: {cause}"
 
