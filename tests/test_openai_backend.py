@@ -4,6 +4,7 @@ replies, redacted errors, engine options, finish reasons, several images, and st
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import socket
 import threading
@@ -16,6 +17,7 @@ from rapid_agent.backends import ChatRequest, Completion, EngineError, Generatio
 from rapid_agent.backends.base import MAX_ERROR_CHARS
 from rapid_agent.backends.images import data_url_to_bytes
 from rapid_agent.backends.openai import OpenAIEngine
+from rapid_agent.backends.openai_options import OpenAIOptions
 from tests.http_server import (
     FakeChatServer,
     Reply,
@@ -262,9 +264,13 @@ def test_bad_settings_are_rejected_with_the_value(kwargs, needle):
     assert needle in str(info.value)
 
 
-def test_unknown_option_is_named():
-    with pytest.raises(TypeError, match="timeout_seconds"):
+def test_unknown_option_is_named_with_the_known_ones():
+    with pytest.raises(TypeError, match=r"unknown option\(s\) \['timeout_seconds'\].*'timeout_s'"):
         OpenAIEngine("m", base_url="http://127.0.0.1:1/v1", role="reasoner", timeout_seconds=3)
+
+
+def test_every_option_has_help():
+    assert all(f.metadata.get("help") for f in dataclasses.fields(OpenAIOptions))
 
 
 # -- defaults and options --------------------------------------------------------------------------------------
@@ -272,10 +278,11 @@ def test_unknown_option_is_named():
 
 def test_defaults_suit_long_reasoning_at_scale():
     engine = OpenAIEngine("m", base_url="http://127.0.0.1:1/v1", role="reasoner")
-    assert engine.timeout_s >= 600  # thousands of tokens per answer
-    assert 64 <= engine.max_concurrency <= 256  # hundreds of samples in flight
-    assert engine.max_retries >= 1 and engine.max_backoff_s >= engine.backoff_s
-    assert engine.streams is True
+    options = engine.options
+    assert options.timeout_s >= 600  # thousands of tokens per answer
+    assert 64 <= options.max_concurrency <= 256  # hundreds of samples in flight
+    assert options.max_retries >= 1 and options.max_backoff_s >= options.backoff_s
+    assert engine.streams is True and engine.stream_usage is True
 
 
 def test_options_pass_through_load_engine_and_reach_the_server(server, monkeypatch):
@@ -293,7 +300,13 @@ def test_options_pass_through_load_engine_and_reach_the_server(server, monkeypat
         default_headers={"X-Team": "rapid"},
         image_format="jpeg",
     )
-    assert (engine.timeout_s, engine.max_concurrency, engine.max_retries, engine.max_backoff_s) == (7.5, 3, 1, 0.02)
+    options = engine.options
+    assert (options.timeout_s, options.max_concurrency, options.max_retries, options.max_backoff_s) == (
+        7.5,
+        3,
+        1,
+        0.02,
+    )
     image = Image.new("RGB", (4, 4), (200, 10, 10))
     [out] = engine.generate([ChatRequest("hi", image=image)], GEN)
     assert out.text == "echo: hi"

@@ -13,7 +13,7 @@ The official `openai` client speaks the protocol: base URL, auth and extra heade
   `EngineError` in the result list, redacted and bounded; the rest of the batch is unaffected;
 - at most `max_concurrency` requests in flight per event loop, one client (one connection pool) per loop.
 
-The defaults suit long reasoning served to many samples at once: 20 minutes per attempt, 128 requests in flight.
+Its settings, and their defaults for long reasoning at scale, are `OpenAIOptions`.
 """
 
 from __future__ import annotations
@@ -43,12 +43,10 @@ from tenacity import (
 
 from rapid_agent.backends.base import ChatRequest, Completion, Engine, EngineError, GenerationConfig, Role, redact
 from rapid_agent.backends.images import openai_messages
+from rapid_agent.backends.openai_options import OpenAIOptions
 from rapid_agent.backends.openai_wire import ChatReply, MalformedResponse, StreamReader, read_completion
 
 _RETRY_STATUSES = frozenset({408, 429})
-# Body keys the engine sets itself: an `extra_body` holding one would break the request or its reading.
-_RESERVED_BODY_KEYS = frozenset({"model", "messages", "stream", "stream_options"})
-_IMAGE_FORMATS = ("PNG", "JPEG")
 
 
 class _Retryable(Exception):
@@ -77,78 +75,25 @@ class _LoopState:
 class OpenAIEngine(Engine):
     """Chat completions over HTTP with bounded concurrency, retries and streaming.
 
-    `base_url` is the OpenAI-style base used as given, e.g. `http://127.0.0.1:8000/v1`. The API key comes from
-    `api_key` or the `api_key_env` variable; with neither, no Authorization header is sent (a local server).
-    `extra_body` is merged into every request body, e.g. `{"top_k": 20, "chat_template_kwargs":
-    {"enable_thinking": False}}` for vLLM. Every option is checked here, with a message naming it.
+    `base_url` is the OpenAI-style base used as given, e.g. `http://127.0.0.1:8000/v1`. `options` are the fields of
+    `OpenAIOptions` (timeouts, concurrency, retries, `extra_body`, API key, headers, image format), each checked
+    with a message naming it. With no API key (neither `api_key` nor the `api_key_env` variable), no Authorization
+    header is sent: a local server.
     """
 
     streams = True
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        base_url: str,
-        role: Role,
-        timeout_s: float = 1200.0,
-        connect_timeout_s: float = 30.0,
-        max_concurrency: int = 128,
-        max_retries: int = 4,
-        backoff_s: float = 1.0,
-        max_backoff_s: float = 60.0,
-        max_retry_after_s: float = 120.0,
-        extra_body: Mapping[str, Any] | None = None,
-        api_key: str | None = None,
-        api_key_env: str = "OPENAI_API_KEY",
-        default_headers: Mapping[str, str] | None = None,
-        image_format: str = "PNG",
-        stream_usage: bool = True,
-    ) -> None:
-        """
-        Args:
-            timeout_s: wall-clock bound on one attempt, including reading the whole reply (or stream).
-            connect_timeout_s: how long to wait for a TCP connection (at most `timeout_s`).
-            max_concurrency: requests in flight at once on one event loop.
-            max_retries: retries after the first attempt, for connection errors, timeouts, 408, 429 and 5xx.
-            backoff_s: the first retry's wait; it doubles per retry (with jitter) up to `max_backoff_s`.
-            max_backoff_s: the longest wait between retries of our own choosing.
-            max_retry_after_s: the longest wait a server's Retry-After may impose (longer hints are cut to this).
-            extra_body: keys merged into every request body (server-specific sampling or template options).
-            api_key: the bearer token; when None, read from the `api_key_env` environment variable.
-            api_key_env: the environment variable that holds the key.
-            default_headers: extra HTTP headers sent with every request.
-            image_format: how images travel as data URLs, "PNG" (lossless) or "JPEG" (smaller).
-            stream_usage: ask streamed replies for token counts (`stream_options.include_usage`); turned off by
-                itself when a server rejects the option.
-        """
+    def __init__(self, model: str, *, base_url: str, role: Role, **options: Any) -> None:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
-        self.timeout_s = _number("timeout_s", timeout_s, minimum=0, strict=True)
-        self.connect_timeout_s = _number("connect_timeout_s", connect_timeout_s, minimum=0, strict=True)
-        self.max_concurrency = _integer("max_concurrency", max_concurrency, minimum=1)
-        self.max_retries = _integer("max_retries", max_retries, minimum=0)
-        self.backoff_s = _number("backoff_s", backoff_s, minimum=0)
-        self.max_backoff_s = _number("max_backoff_s", max_backoff_s, minimum=0)
-        self.max_retry_after_s = _number("max_retry_after_s", max_retry_after_s, minimum=0)
-        self.extra_body = _extra_body(extra_body)
-        self.default_headers = _headers(default_headers)
-        if api_key is not None and not isinstance(api_key, str):
-            raise ValueError(f"api_key must be a string, got {type(api_key).__name__}")
-        if not isinstance(api_key_env, str) or not api_key_env:
-            raise ValueError(f"api_key_env must be the name of an environment variable, got {api_key_env!r}")
-        if not isinstance(image_format, str) or image_format.upper() not in _IMAGE_FORMATS:
-            raise ValueError(f"image_format must be one of {_IMAGE_FORMATS}, got {image_format!r}")
-        if not isinstance(stream_usage, bool):
-            raise ValueError(f"stream_usage must be true or false, got {stream_usage!r}")
-        self.image_format = image_format.upper()
-        self.stream_usage = stream_usage
+        self.options = OpenAIOptions.from_kwargs(options)
         self.model = model
         self.role = role
         self.base_url = base_url.rstrip("/")
         self.url = self.base_url + "/chat/completions"
         self.spec = f"openai:{model}@{base_url}"
-        self._api_key = api_key if api_key is not None else os.environ.get(api_key_env)
+        self.stream_usage = self.options.stream_usage  # turned off when a server rejects stream_options
+        self._api_key = self.options.api_key or os.environ.get(self.options.api_key_env)
         # The server does the batching; many engine calls may overlap and the semaphore bounds the requests.
         self.max_batch_size = 1024
         self.max_concurrent_calls = 64
@@ -193,16 +138,16 @@ class OpenAIEngine(Engine):
         state = self._state()
         started = time.perf_counter()
         try:
-            stream, attempts = await self._open_stream(state, params)
+            stream, attempts, opened_at = await self._open_stream(state, params)
         except _Rejected as exc:
             if "stream_options" not in params or "stream_options" not in exc.words:
                 raise
             # An older server that does not know stream_options: stream without token counts from now on.
             self.stream_usage = False
             del params["stream_options"]
-            stream, more = await self._open_stream(state, params)
+            stream, more, opened_at = await self._open_stream(state, params)
             attempts = 1 + more
-        deadline = started + self.timeout_s  # the bound covers the whole attempt: opening and reading
+        deadline = opened_at + self.options.timeout_s  # the bound covers the whole attempt: opening and reading
         reader = StreamReader()
         first_piece_s: float | None = None
         try:
@@ -218,7 +163,9 @@ class OpenAIEngine(Engine):
                     yield piece
             reply = reader.result()
         except (asyncio.TimeoutError, openai.APITimeoutError) as exc:
-            raise EngineError(f"{self.url}: stream timed out after {self.timeout_s:g}s{_so_far(reader)}") from exc
+            raise EngineError(
+                f"{self.url}: stream timed out after {self.options.timeout_s:g}s{_so_far(reader)}"
+            ) from exc
         except MalformedResponse as exc:
             raise EngineError(f"{self.url}: malformed stream: {exc}") from exc
         except openai.APIConnectionError as exc:
@@ -266,7 +213,12 @@ class OpenAIEngine(Engine):
         with self._lock:
             state = self._states.get(loop)
             if state is None:
-                state = self._states[loop] = _LoopState(self._client(), asyncio.Semaphore(self.max_concurrency))
+                # Loops that ended without `aclose` (an `asyncio.run` per call) are forgotten here, not kept alive.
+                for old in [old for old in self._states if old.is_closed()]:
+                    del self._states[old]
+                state = self._states[loop] = _LoopState(
+                    self._client(), asyncio.Semaphore(self.options.max_concurrency)
+                )
             return state
 
     def _client(self) -> openai.AsyncOpenAI:
@@ -274,14 +226,16 @@ class OpenAIEngine(Engine):
             # The client insists on a key; without one the Authorization header is dropped per request (_params).
             api_key=self._api_key or "no-key",
             base_url=self.base_url,
-            timeout=openai.Timeout(self.timeout_s, connect=min(self.connect_timeout_s, self.timeout_s)),
+            timeout=openai.Timeout(
+                self.options.timeout_s, connect=min(self.options.connect_timeout_s, self.options.timeout_s)
+            ),
             max_retries=0,  # retries are ours (see the module docstring)
-            default_headers=self.default_headers or None,
+            default_headers=self.options.default_headers or None,
         )
 
     def _params(self, request: ChatRequest, gen: GenerationConfig) -> dict[str, Any]:
         try:
-            messages = openai_messages(request, image_format=self.image_format)  # type: ignore[arg-type]
+            messages = openai_messages(request, image_format=self.options.image_format)  # type: ignore[arg-type]
         except Exception as exc:  # e.g. an image PIL cannot encode: this request's failure only
             raise EngineError(f"could not build the request: {type(exc).__name__}: {exc}") from exc
         params: dict[str, Any] = {
@@ -293,9 +247,9 @@ class OpenAIEngine(Engine):
         }
         if gen.seed is not None:
             params["seed"] = gen.seed
-        if self.extra_body:
-            params["extra_body"] = self.extra_body
-        if not self._api_key and not any(k.lower() == "authorization" for k in self.default_headers):
+        if self.options.extra_body:
+            params["extra_body"] = self.options.extra_body
+        if not self._api_key and not any(k.lower() == "authorization" for k in self.options.default_headers):
             params["extra_headers"] = {"Authorization": openai.Omit()}
         return params
 
@@ -319,7 +273,7 @@ class OpenAIEngine(Engine):
                         body = await self._attempt(state.client, params)
                         latency = time.perf_counter() - t0
         except _Retryable as exc:
-            raise EngineError(f"{self.url}: {exc}; gave up after {self.max_retries + 1} attempt(s)") from None
+            raise EngineError(f"{self.url}: {exc}; gave up after {self.options.max_retries + 1} attempt(s)") from None
         try:
             data = json.loads(body)
         except ValueError:
@@ -335,34 +289,39 @@ class OpenAIEngine(Engine):
         """One request, bounded in wall-clock time; returns the response body as text."""
         try:
             # wait_for bounds the whole attempt; the client's own timeout is per read.
-            raw = await asyncio.wait_for(client.chat.completions.with_raw_response.create(**params), self.timeout_s)
+            raw = await asyncio.wait_for(
+                client.chat.completions.with_raw_response.create(**params), self.options.timeout_s
+            )
         except Exception as exc:
             raise self._failure(exc) from (None if isinstance(exc, openai.APIStatusError) else exc)
         return raw.http_response.text
 
-    async def _open_stream(self, state: _LoopState, params: dict[str, Any]) -> tuple[Any, int]:
-        """Open a stream (with retries) and return it with the number of attempts; on success the caller owns one
-        slot of the semaphore and must release it."""
+    async def _open_stream(self, state: _LoopState, params: dict[str, Any]) -> tuple[Any, int, float]:
+        """Open a stream (with retries); return it, the number of attempts and when the last one began. On success
+        the caller owns one slot of the semaphore and must release it."""
         retrying = self._retrying()
         try:
             async for attempt in retrying:
                 with attempt:
                     await state.semaphore.acquire()
+                    opened_at = time.perf_counter()
                     try:
-                        stream = await asyncio.wait_for(state.client.chat.completions.create(**params), self.timeout_s)
+                        stream = await asyncio.wait_for(
+                            state.client.chat.completions.create(**params), self.options.timeout_s
+                        )
                     except BaseException as exc:
                         state.semaphore.release()
                         if not isinstance(exc, Exception):
                             raise
                         raise self._failure(exc) from (None if isinstance(exc, openai.APIStatusError) else exc)
         except _Retryable as exc:
-            raise EngineError(f"{self.url}: {exc}; gave up after {self.max_retries + 1} attempt(s)") from None
-        return stream, retrying.statistics["attempt_number"]
+            raise EngineError(f"{self.url}: {exc}; gave up after {self.options.max_retries + 1} attempt(s)") from None
+        return stream, retrying.statistics["attempt_number"], opened_at
 
     def _failure(self, exc: Exception) -> Exception:
         """Sort a failed attempt into retryable (`_Retryable`) or final (`EngineError`)."""
         if isinstance(exc, (asyncio.TimeoutError, openai.APITimeoutError)):
-            return _Retryable(f"timed out after {self.timeout_s:g}s")
+            return _Retryable(f"timed out after {self.options.timeout_s:g}s")
         if isinstance(exc, openai.APIStatusError):
             status, words = exc.status_code, _api_error_words(exc)
             if status in _RETRY_STATUSES or status >= 500:
@@ -375,17 +334,19 @@ class OpenAIEngine(Engine):
         return EngineError.caused_by(f"{self.url}: {type(exc).__name__}: {exc}", exc)
 
     def _retrying(self) -> AsyncRetrying:
-        backoff = wait_exponential_jitter(initial=self.backoff_s, max=self.max_backoff_s, jitter=self.backoff_s)
+        backoff = wait_exponential_jitter(
+            initial=self.options.backoff_s, max=self.options.max_backoff_s, jitter=self.options.backoff_s
+        )
 
         def wait(state: RetryCallState) -> float:
             # The server's hint wins (capped); otherwise our own backoff, whose jitter spreads the retries of many
             # requests that failed together so they do not all return at once.
             error = state.outcome.exception() if state.outcome is not None else None
             hint = error.retry_after_s if isinstance(error, _Retryable) else None
-            return min(hint, self.max_retry_after_s) if hint is not None else backoff(state)
+            return min(hint, self.options.max_retry_after_s) if hint is not None else backoff(state)
 
         return AsyncRetrying(
-            stop=stop_after_attempt(self.max_retries + 1),
+            stop=stop_after_attempt(self.options.max_retries + 1),
             wait=wait,
             retry=retry_if_exception_type(_Retryable),
             reraise=True,
@@ -457,42 +418,3 @@ def _retry_after(headers: Mapping[str, str]) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(when.timestamp() - time.time(), 0.0) if when is not None else None
-
-
-def _number(name: str, value: object, *, minimum: float, strict: bool = False) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {type(value).__name__} {value!r}")
-    if value <= minimum if strict else value < minimum:
-        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum:g}, got {value!r}")
-    return float(value)
-
-
-def _integer(name: str, value: object, *, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return value
-
-
-def _extra_body(value: object) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ValueError(f"extra_body must be a mapping (a JSON object), got {type(value).__name__}: {value!r}")
-    reserved = sorted(_RESERVED_BODY_KEYS & set(value))
-    if reserved:
-        raise ValueError(f"extra_body may not set {reserved}: the engine sets them itself")
-    try:
-        json.dumps(dict(value))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"extra_body must be JSON-serialisable: {exc}") from exc
-    return dict(value)
-
-
-def _headers(value: object) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise ValueError(f"default_headers must map header names to string values, got {redact(value, 200)}")
-    return dict(value)
