@@ -8,6 +8,12 @@ Every request is recorded as a `SeenRequest` (path, headers, JSON body, how many
 seen), and the server tracks how many requests it is answering at once. Slow replies wait on an event that
 `stop()` sets, so no handler thread outlives the test by more than a moment.
 
+A reply with `events` is a server-sent-event stream (what `"stream": true` asks for): each dict goes out as one
+`data:` line of JSON, each string as it is (`"[DONE]"`, or garbage). `stream_events` builds OpenAI-style chunks.
+A stream can stop early (leave out the last chunks: the connection closes as if the server were done), be cut
+mid-body (`cut_after`: a Content-Length that promises more than is sent), or pause after some events until the
+test releases it (`pause`), which shows whether the client really hands text on as it arrives.
+
 Import it from a test file with `from tests.http_server import ...` (run pytest as `python -m pytest` from the
 repository root, or put the root on `sys.path` first).
 """
@@ -17,7 +23,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -28,12 +34,22 @@ MAX_DELAY_S = 10.0
 
 @dataclass
 class Reply:
-    """What the server answers: a status, a JSON (dict) or text body, extra headers, and a delay before it."""
+    """What the server answers: a status, a JSON (dict or list) or text body, extra headers, and a delay before it;
+    or, with `events`, a stream of server-sent events."""
 
     status: int = 200
-    body: dict | str | None = None
+    body: dict | list | str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     delay_s: float = 0.0
+    #: a server-sent-event stream instead of `body`: dicts are sent as JSON, strings as they are
+    events: list[dict | str] | None = None
+    #: stop after this many events although the Content-Length promised them all (a server dying mid-body)
+    cut_after: int | None = None
+    #: after `pause_after` events, wait until the test sets `pause` (at most MAX_DELAY_S) before sending the rest
+    pause: threading.Event | None = None
+    pause_after: int = 1
+    #: send `body` a few bytes at a time with this pause between them (a server trickling its reply)
+    trickle_s: float = 0.0
 
 
 @dataclass
@@ -95,9 +111,50 @@ def chat_reply(text: str, *, prompt_tokens: int = 0, completion_tokens: int = 0,
     return Reply(200, body)
 
 
+def stream_events(
+    pieces: Sequence[str],
+    *,
+    reasoning: Sequence[str] = (),
+    finish_reason: str | None = "stop",
+    usage: tuple[int, int] | None = None,
+    done: bool = True,
+) -> list[dict | str]:
+    """OpenAI-style `chat.completion.chunk` events: the role, the reasoning pieces (`reasoning_content` deltas),
+    the answer pieces, a chunk with `finish_reason` (None leaves it out), a usage chunk if `usage` is given as
+    (prompt, completion) tokens, and `[DONE]` unless `done` is False."""
+
+    def chunk(choices: list[dict], **extra: Any) -> dict:
+        return {"id": "chatcmpl-test", "object": "chat.completion.chunk", "model": "fake", "choices": choices, **extra}
+
+    def delta(**fields: Any) -> dict:
+        return chunk([{"index": 0, "delta": fields, "finish_reason": None}])
+
+    events: list[dict | str] = [delta(role="assistant", content="")]
+    events += [delta(reasoning_content=r) for r in reasoning]
+    events += [delta(content=p) for p in pieces]
+    if finish_reason is not None:
+        events.append(chunk([{"index": 0, "delta": {}, "finish_reason": finish_reason}]))
+    if usage is not None:
+        events.append(chunk([], usage={"prompt_tokens": usage[0], "completion_tokens": usage[1]}))
+    if done:
+        events.append("[DONE]")
+    return events
+
+
+def wants_usage(seen: SeenRequest) -> bool:
+    """Whether a streamed request asked for a usage chunk (`stream_options.include_usage`)."""
+    options = seen.body.get("stream_options") if isinstance(seen.body, dict) else None
+    return isinstance(options, dict) and bool(options.get("include_usage"))
+
+
 def echo_reply(seen: SeenRequest) -> Reply:
     """Answers `echo: <prompt>`, counting words as tokens so a test can check the usage round trip."""
     text = f"echo: {seen.prompt}"
+    if isinstance(seen.body, dict) and seen.body.get("stream"):
+        pieces = [word + " " for word in text.split(" ")]
+        pieces[-1] = pieces[-1].rstrip(" ")
+        usage = (len(seen.prompt.split()), len(text.split())) if wants_usage(seen) else None
+        return Reply(events=stream_events(pieces, usage=usage))
     return chat_reply(text, prompt_tokens=len(seen.prompt.split()), completion_tokens=len(text.split()))
 
 
@@ -114,6 +171,8 @@ class FakeChatServer:
         self.seen: list[SeenRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        #: for each paused stream, whether the test released it in time (False: it waited MAX_DELAY_S)
+        self.pauses: list[bool] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
@@ -188,7 +247,10 @@ class FakeChatServer:
             # once, and that one must not look concurrent with this one.
             with self._lock:
                 self.in_flight -= 1
-        self._send(http, reply)
+        if reply.events is not None:
+            self._send_events(http, reply)
+        else:
+            self._send(http, reply)
 
     def _reply(self, http: BaseHTTPRequestHandler, body: Any) -> Reply:
         prompt = SeenRequest(http.path, {}, body, 0, 0.0).prompt
@@ -208,9 +270,35 @@ class FakeChatServer:
             self._stopping.wait(min(reply.delay_s, MAX_DELAY_S))
         return reply
 
-    @staticmethod
-    def _send(http: BaseHTTPRequestHandler, reply: Reply) -> None:
-        if isinstance(reply.body, dict):
+    def _send_events(self, http: BaseHTTPRequestHandler, reply: Reply) -> None:
+        events = [
+            ("data: " + (json.dumps(e) if isinstance(e, dict) else e) + "\n\n").encode() for e in reply.events or []
+        ]
+        try:
+            http.send_response(reply.status)
+            http.send_header("Content-Type", "text/event-stream")
+            http.send_header("Cache-Control", "no-cache")
+            if reply.cut_after is not None:
+                http.send_header("Content-Length", str(sum(len(e) for e in events)))
+            for key, value in reply.headers.items():
+                http.send_header(key, value)
+            http.end_headers()
+            for i, event in enumerate(events):
+                if reply.cut_after is not None and i == reply.cut_after:
+                    break  # the handler returns and the connection closes short of the promised length
+                if reply.pause is not None and i == reply.pause_after:
+                    released = reply.pause.wait(MAX_DELAY_S)
+                    with self._lock:
+                        self.pauses.append(released)
+                http.wfile.write(event)
+                http.wfile.flush()
+        except OSError:
+            pass  # the client hung up mid-stream
+        # HTTP/1.0 without a Content-Length: closing the connection ends the stream, early or not.
+        http.close_connection = True
+
+    def _send(self, http: BaseHTTPRequestHandler, reply: Reply) -> None:
+        if isinstance(reply.body, (dict, list)):
             payload, ctype = json.dumps(reply.body).encode(), "application/json"
         else:
             payload, ctype = (reply.body or "").encode(), "text/plain"
@@ -221,6 +309,11 @@ class FakeChatServer:
             for key, value in reply.headers.items():
                 http.send_header(key, value)
             http.end_headers()
-            http.wfile.write(payload)
+            step = 16 if reply.trickle_s else len(payload) or 1
+            for start in range(0, len(payload), step):
+                if start and reply.trickle_s and self._stopping.wait(reply.trickle_s):
+                    return
+                http.wfile.write(payload[start : start + step])
+                http.wfile.flush()
         except OSError:
             pass  # the client timed out and hung up; that is what some tests script

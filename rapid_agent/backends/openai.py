@@ -1,9 +1,19 @@
 """An engine for any OpenAI-compatible chat-completions server (vLLM, SGLang, llama.cpp, OpenAI itself).
 
-The server batches, so this client only bounds how many requests are in flight and retries what is worth
-retrying: connection failures, timeouts, 408, 429 (honouring `Retry-After`) and 5xx, with exponential backoff and
-jitter. A request that still fails, or that the server rejects outright (other 4xx), becomes an `EngineError` entry
-in the result list; the rest of the batch is unaffected.
+The official `openai` client speaks the protocol: base URL, auth and extra headers, connect and read timeouts,
+`extra_body`, typed HTTP errors, server-sent events. This module adds what the client lacks:
+
+- a wall-clock bound on each attempt (`timeout_s`): the client's timeouts are per read, so a server trickling
+  bytes could keep one request alive far past its timeout;
+- its own retry policy (tenacity): connection errors, timeouts, 408, 429 and 5xx are retried with jittered
+  exponential backoff capped at `max_backoff_s`, and a server's Retry-After is honoured up to `max_retry_after_s`.
+  The client's own retries are off: its backoff cap is fixed, it refuses (rather than caps) a Retry-After past two
+  minutes, and it cannot bound an attempt in wall-clock time;
+- per-sample isolation: a request that fails, or whose reply is malformed (see `openai_wire`), becomes an
+  `EngineError` in the result list, redacted and bounded; the rest of the batch is unaffected;
+- at most `max_concurrency` requests in flight per event loop, one client (one connection pool) per loop.
+
+Its settings, and their defaults for long reasoning at scale, are `OpenAIOptions`.
 """
 
 from __future__ import annotations
@@ -11,232 +21,400 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import email.utils
+import json
+import math
 import os
-import random
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import openai
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
-from rapid_agent.backends.base import ChatRequest, Completion, Engine, EngineError, GenerationConfig, Role
-from rapid_agent.backends.images import ImageFormat, openai_messages
+from rapid_agent.backends.base import ChatRequest, Completion, Engine, EngineError, GenerationConfig, Role, redact
+from rapid_agent.backends.images import openai_messages
+from rapid_agent.backends.openai_options import OpenAIOptions
+from rapid_agent.backends.openai_wire import ChatReply, MalformedResponse, StreamReader, read_completion
 
 _RETRY_STATUSES = frozenset({408, 429})
 
 
 class _Retryable(Exception):
-    """One failed attempt that may succeed if tried again; `wait_s` is the server's own hint, if it gave one."""
+    """One failed attempt that may succeed if tried again; `retry_after_s` is the server's own hint, if any."""
 
-    def __init__(self, cause: str, wait_s: float | None = None) -> None:
+    def __init__(self, cause: str, retry_after_s: float | None = None) -> None:
         super().__init__(cause)
-        self.wait_s = wait_s
+        self.retry_after_s = retry_after_s
+
+
+class _Rejected(EngineError):
+    """The server refused the request outright (a 4xx other than 408/429): retrying it would not help."""
+
+    def __init__(self, message: str, status: int, words: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.words = words
+
+
+@dataclass
+class _LoopState:
+    client: openai.AsyncOpenAI
+    semaphore: asyncio.Semaphore
 
 
 class OpenAIEngine(Engine):
-    """Chat completions over HTTP with bounded concurrency and retries.
+    """Chat completions over HTTP with bounded concurrency, retries and streaming.
 
-    `base_url` is the OpenAI-style base used as given, e.g. `http://127.0.0.1:8000/v1`; requests go to
-    `{base_url}/chat/completions`. The API key comes from `api_key` or the `api_key_env` variable; none is fine for a
-    local server. `extra_body` is merged into every request body (e.g. `{"top_k": 20}` for vLLM).
+    `base_url` is the OpenAI-style base used as given, e.g. `http://127.0.0.1:8000/v1`. `options` are the fields of
+    `OpenAIOptions` (timeouts, concurrency, retries, `extra_body`, API key, headers, image format), each checked
+    with a message naming it. With no API key (neither `api_key` nor the `api_key_env` variable), no Authorization
+    header is sent: a local server.
     """
 
-    # Longest we sleep on a server's Retry-After, and on our own backoff: a hint of an hour must not hang a batch.
-    max_retry_after_s: float = 30.0
-    max_backoff_s: float = 30.0
+    streams = True
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        base_url: str,
-        role: Role,
-        api_key: str | None = None,
-        api_key_env: str = "OPENAI_API_KEY",
-        max_concurrency: int = 16,
-        timeout_s: float = 120.0,
-        max_retries: int = 4,
-        backoff_s: float = 0.5,
-        extra_body: dict | None = None,
-        image_format: ImageFormat = "PNG",
-    ) -> None:
-        if not base_url.startswith(("http://", "https://")):
+    def __init__(self, model: str, *, base_url: str, role: Role, **options: Any) -> None:
+        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
-        if max_concurrency < 1:
-            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency!r}")
-        if timeout_s <= 0:
-            raise ValueError(f"timeout_s must be > 0, got {timeout_s!r}")
-        if max_retries < 0:
-            raise ValueError(f"max_retries must be >= 0, got {max_retries!r}")
-        if backoff_s < 0:
-            raise ValueError(f"backoff_s must be >= 0, got {backoff_s!r}")
+        self.options = OpenAIOptions.from_kwargs(options)
         self.model = model
         self.role = role
         self.base_url = base_url.rstrip("/")
         self.url = self.base_url + "/chat/completions"
         self.spec = f"openai:{model}@{base_url}"
-        self.max_concurrency = max_concurrency
-        self.timeout_s = timeout_s
-        self.max_retries = max_retries
-        self.backoff_s = backoff_s
-        self.extra_body = dict(extra_body or {})
-        self.image_format = image_format
-        self._api_key = api_key if api_key is not None else os.environ.get(api_key_env)
+        self.stream_usage = self.options.stream_usage  # turned off when a server rejects stream_options
+        self._api_key = self.options.api_key or os.environ.get(self.options.api_key_env)
         # The server does the batching; many engine calls may overlap and the semaphore bounds the requests.
         self.max_batch_size = 1024
         self.max_concurrent_calls = 64
-        # asyncio primitives belong to one event loop, so the in-flight bound is kept per loop.
-        self._semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-            weakref.WeakKeyDictionary()
-        )
+        # A client's connections and an asyncio semaphore belong to one event loop, so both are kept per loop.
+        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     # -- public API -------------------------------------------------------------------------------------------
 
     def generate(self, requests: Sequence[ChatRequest], gen: GenerationConfig) -> list[Completion | Exception]:
         """Blocking batch call; safe to use from a thread that is already running an event loop."""
+
+        async def once() -> list[Completion | Exception]:
+            try:
+                return await self.agenerate(requests, gen)
+            finally:
+                await self.aclose()  # this loop ends here, and its connections with it
+
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self.agenerate(requests, gen))
+            return asyncio.run(once())
         # asyncio.run refuses to nest, so run a fresh loop in a worker thread and block on it.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="openai-engine") as pool:
-            return pool.submit(lambda: asyncio.run(self.agenerate(requests, gen))).result()
+            return pool.submit(lambda: asyncio.run(once())).result()
 
     async def agenerate(self, requests: Sequence[ChatRequest], gen: GenerationConfig) -> list[Completion | Exception]:
         """Send every request concurrently (at most `max_concurrency` in flight on this loop), in input order."""
         if not requests:
             return []
-        semaphore = self._semaphore()
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
-        # One client per call: httpx clients are bound to the loop that opened their connections.
-        limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
-        async with httpx.AsyncClient(headers=headers, timeout=self.timeout_s, limits=limits) as client:
-            return list(await asyncio.gather(*(self._one(client, semaphore, r, gen) for r in requests)))
+        state = self._state()
+        return list(await asyncio.gather(*(self._one(state, request, gen) for request in requests)))
+
+    async def astream(self, request: ChatRequest, gen: GenerationConfig) -> AsyncIterator[str | Completion]:
+        """Stream one request: answer text pieces as the server sends them, then the `Completion` (thinking in
+        `meta["reasoning_content"]`, never among the pieces). Opening the stream is retried like any request;
+        once text has arrived a failure is final and raises `EngineError`, as does a stream cut off early."""
+        params = self._params(request, gen)
+        params["stream"] = True
+        if self.stream_usage:
+            params["stream_options"] = {"include_usage": True}
+        state = self._state()
+        started = time.perf_counter()
+        try:
+            stream, attempts, opened_at = await self._open_stream(state, params)
+        except _Rejected as exc:
+            if "stream_options" not in params or "stream_options" not in exc.words:
+                raise
+            # An older server that does not know stream_options: stream without token counts from now on.
+            self.stream_usage = False
+            del params["stream_options"]
+            stream, more, opened_at = await self._open_stream(state, params)
+            attempts = 1 + more
+        deadline = opened_at + self.options.timeout_s  # the bound covers the whole attempt: opening and reading
+        reader = StreamReader()
+        first_piece_s: float | None = None
+        try:
+            chunks = stream.__aiter__()
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(chunks.__anext__(), max(deadline - time.perf_counter(), 0.0))
+                except StopAsyncIteration:
+                    break
+                piece = reader.feed(_plain(chunk))
+                if piece:
+                    first_piece_s = first_piece_s or time.perf_counter() - started
+                    yield piece
+            reply = reader.result()
+        except (asyncio.TimeoutError, openai.APITimeoutError) as exc:
+            raise EngineError(
+                f"{self.url}: stream timed out after {self.options.timeout_s:g}s{_so_far(reader)}"
+            ) from exc
+        except MalformedResponse as exc:
+            raise EngineError(f"{self.url}: malformed stream: {exc}") from exc
+        except openai.APIConnectionError as exc:
+            raise EngineError(f"{self.url}: stream broke{_so_far(reader)}: {_connection_words(exc)}") from exc
+        except openai.APIError as exc:  # an error event inside the stream
+            raise EngineError(f"{self.url}: stream broke{_so_far(reader)}: {_api_error_words(exc)}") from None
+        except httpx.TransportError as exc:  # older clients let a connection dropped mid-body through unwrapped
+            raise EngineError(f"{self.url}: stream broke{_so_far(reader)}: {_connection_words(exc)}") from exc
+        except Exception as exc:  # e.g. a chunk that is not JSON
+            raise EngineError(f"{self.url}: stream broke{_so_far(reader)}: {type(exc).__name__}: {exc}") from exc
+        finally:
+            try:
+                await stream.close()
+            finally:
+                state.semaphore.release()
+        elapsed = time.perf_counter() - started
+        meta = {"attempts": attempts, "elapsed_s": elapsed, "streamed": True, "usage_reported": reader.saw_usage}
+        if first_piece_s is not None:
+            meta["first_piece_s"] = first_piece_s
+        yield self._completion(reply, elapsed, meta)
+
+    async def aclose(self) -> None:
+        """Close this event loop's client (its connection pool)."""
+        with self._lock:
+            state = self._states.pop(asyncio.get_running_loop(), None)
+        if state is not None:
+            await state.client.close()
+
+    def close(self) -> None:
+        """Forget every loop's client; clients of loops still running are closed on their loop."""
+        with self._lock:
+            states = list(self._states.items())
+            self._states.clear()
+        for loop, state in states:
+            if loop.is_running() and not loop.is_closed():
+                asyncio.run_coroutine_threadsafe(state.client.close(), loop)
 
     def __repr__(self) -> str:
         return f"OpenAIEngine({self.spec!r}, role={self.role!r})"
 
     # -- internals --------------------------------------------------------------------------------------------
 
-    def _semaphore(self) -> asyncio.Semaphore:
+    def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
         with self._lock:
-            sem = self._semaphores.get(loop)
-            if sem is None:
-                sem = self._semaphores[loop] = asyncio.Semaphore(self.max_concurrency)
-            return sem
+            state = self._states.get(loop)
+            if state is None:
+                # Loops that ended without `aclose` (an `asyncio.run` per call) are forgotten here, not kept alive.
+                for old in [old for old in self._states if old.is_closed()]:
+                    del self._states[old]
+                state = self._states[loop] = _LoopState(
+                    self._client(), asyncio.Semaphore(self.options.max_concurrency)
+                )
+            return state
 
-    def _body(self, request: ChatRequest, gen: GenerationConfig) -> dict[str, Any]:
-        body: dict[str, Any] = {
+    def _client(self) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(
+            # The client insists on a key; without one the Authorization header is dropped per request (_params).
+            api_key=self._api_key or "no-key",
+            base_url=self.base_url,
+            timeout=openai.Timeout(
+                self.options.timeout_s, connect=min(self.options.connect_timeout_s, self.options.timeout_s)
+            ),
+            max_retries=0,  # retries are ours (see the module docstring)
+            default_headers=self.options.default_headers or None,
+        )
+
+    def _params(self, request: ChatRequest, gen: GenerationConfig) -> dict[str, Any]:
+        try:
+            messages = openai_messages(request, image_format=self.options.image_format)  # type: ignore[arg-type]
+        except Exception as exc:  # e.g. an image PIL cannot encode: this request's failure only
+            raise EngineError(f"could not build the request: {type(exc).__name__}: {exc}") from exc
+        params: dict[str, Any] = {
             "model": self.model,
-            "messages": openai_messages(request, image_format=self.image_format),
+            "messages": messages,
             "temperature": gen.temperature,
             "top_p": gen.top_p,
             "max_tokens": gen.max_new_tokens,
         }
         if gen.seed is not None:
-            body["seed"] = gen.seed
-        body.update(self.extra_body)
-        return body
+            params["seed"] = gen.seed
+        if self.options.extra_body:
+            params["extra_body"] = self.options.extra_body
+        if not self._api_key and not any(k.lower() == "authorization" for k in self.options.default_headers):
+            params["extra_headers"] = {"Authorization": openai.Omit()}
+        return params
 
-    async def _one(
-        self, client: httpx.AsyncClient, semaphore: asyncio.Semaphore, request: ChatRequest, gen: GenerationConfig
-    ) -> Completion | Exception:
+    async def _one(self, state: _LoopState, request: ChatRequest, gen: GenerationConfig) -> Completion | Exception:
         try:
-            body = self._body(request, gen)
-        except Exception as exc:  # e.g. an image PIL cannot encode: this request's failure only
-            return EngineError.caused_by(f"could not build the request: {type(exc).__name__}: {exc}", exc)
+            return await self._complete(state, request, gen)
+        except EngineError as exc:
+            return exc
+        except Exception as exc:  # a surprise in one reply must fail its own sample, never the batch
+            return EngineError.caused_by(f"{self.url}: {type(exc).__name__}: {exc}", exc)
+
+    async def _complete(self, state: _LoopState, request: ChatRequest, gen: GenerationConfig) -> Completion:
+        params = self._params(request, gen)
         started = time.perf_counter()
-        attempts = self.max_retries + 1
-        for attempt in range(1, attempts + 1):
-            try:
-                async with semaphore:
-                    t0 = time.perf_counter()
-                    # wait_for bounds the whole attempt; httpx's own timeout is per read, so a trickle could
-                    # otherwise outlive timeout_s.
-                    response = await asyncio.wait_for(client.post(self.url, json=body), self.timeout_s)
-                    latency = time.perf_counter() - t0
-                return self._parse(response, latency, attempt, time.perf_counter() - started)
-            except _Retryable as exc:
-                cause, hint = str(exc), exc.wait_s
-            except (httpx.TimeoutException, asyncio.TimeoutError):
-                cause, hint = f"timed out after {self.timeout_s:g}s", None
-            except httpx.TransportError as exc:
-                cause, hint = f"connection error: {type(exc).__name__}: {exc}", None
-            except EngineError as exc:
-                return exc
-            if attempt == attempts:
-                break
-            await asyncio.sleep(self._delay(attempt, hint))
-        return EngineError(f"{self.url}: {cause}; gave up after {attempts} attempt(s)")
-
-    def _delay(self, attempt: int, hint: float | None) -> float:
-        if hint is not None:
-            return min(max(hint, 0.0), self.max_retry_after_s)
-        # Jitter spreads the retries of many requests that failed together, so they do not all return at once.
-        return min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s) * random.uniform(0.5, 1.5)
-
-    def _parse(self, response: httpx.Response, latency: float, attempt: int, elapsed: float) -> Completion:
-        status = response.status_code
-        if status in _RETRY_STATUSES or status >= 500:
-            hint = _retry_after(response.headers.get("retry-after")) if status == 429 else None
-            raise _Retryable(f"HTTP {status}: {_error_message(response)}", hint)
-        if status >= 400:
-            raise EngineError(f"{self.url}: HTTP {status}: {_error_message(response)} (not retried)")
+        retrying = self._retrying()
         try:
-            data = response.json()
-            message = data["choices"][0]["message"]
-        except (ValueError, KeyError, IndexError, TypeError) as exc:
-            raise EngineError(
-                f"{self.url}: malformed response ({type(exc).__name__}): {response.text[:300]!r}"
-            ) from exc
-        usage = data.get("usage") or {}
-        meta: dict[str, Any] = {"attempts": attempt, "elapsed_s": elapsed, "model": data.get("model", self.model)}
-        finish = data["choices"][0].get("finish_reason")
-        if finish is not None:
-            meta["finish_reason"] = finish
-        # Reasoning servers (vLLM's reasoning parsers, DeepSeek) return the thinking apart from the answer.
-        reasoning = message.get("reasoning_content") or message.get("reasoning")
-        if reasoning:
-            meta["reasoning_content"] = reasoning
+            async for attempt in retrying:
+                with attempt:
+                    async with state.semaphore:
+                        t0 = time.perf_counter()
+                        body = await self._attempt(state.client, params)
+                        latency = time.perf_counter() - t0
+        except _Retryable as exc:
+            raise EngineError(f"{self.url}: {exc}; gave up after {self.options.max_retries + 1} attempt(s)") from None
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise EngineError(f"{self.url}: malformed response (not JSON): {body[:300]!r}") from None
+        try:
+            reply = read_completion(data)
+        except MalformedResponse as exc:
+            raise EngineError(f"{self.url}: malformed response: {exc}") from None
+        meta = {"attempts": retrying.statistics["attempt_number"], "elapsed_s": time.perf_counter() - started}
+        return self._completion(reply, latency, meta)
+
+    async def _attempt(self, client: openai.AsyncOpenAI, params: dict[str, Any]) -> str:
+        """One request, bounded in wall-clock time; returns the response body as text."""
+        try:
+            # wait_for bounds the whole attempt; the client's own timeout is per read.
+            raw = await asyncio.wait_for(
+                client.chat.completions.with_raw_response.create(**params), self.options.timeout_s
+            )
+        except Exception as exc:
+            raise self._failure(exc) from (None if isinstance(exc, openai.APIStatusError) else exc)
+        return raw.http_response.text
+
+    async def _open_stream(self, state: _LoopState, params: dict[str, Any]) -> tuple[Any, int, float]:
+        """Open a stream (with retries); return it, the number of attempts and when the last one began. On success
+        the caller owns one slot of the semaphore and must release it."""
+        retrying = self._retrying()
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await state.semaphore.acquire()
+                    opened_at = time.perf_counter()
+                    try:
+                        stream = await asyncio.wait_for(
+                            state.client.chat.completions.create(**params), self.options.timeout_s
+                        )
+                    except BaseException as exc:
+                        state.semaphore.release()
+                        if not isinstance(exc, Exception):
+                            raise
+                        raise self._failure(exc) from (None if isinstance(exc, openai.APIStatusError) else exc)
+        except _Retryable as exc:
+            raise EngineError(f"{self.url}: {exc}; gave up after {self.options.max_retries + 1} attempt(s)") from None
+        return stream, retrying.statistics["attempt_number"], opened_at
+
+    def _failure(self, exc: Exception) -> Exception:
+        """Sort a failed attempt into retryable (`_Retryable`) or final (`EngineError`)."""
+        if isinstance(exc, (asyncio.TimeoutError, openai.APITimeoutError)):
+            return _Retryable(f"timed out after {self.options.timeout_s:g}s")
+        if isinstance(exc, openai.APIStatusError):
+            status, words = exc.status_code, _api_error_words(exc)
+            if status in _RETRY_STATUSES or status >= 500:
+                return _Retryable(f"HTTP {status}: {words}", _retry_after(exc.response.headers))
+            return _Rejected(f"{self.url}: HTTP {status}: {words} (not retried)", status, words)
+        if isinstance(exc, openai.APIConnectionError):
+            return _Retryable(_connection_words(exc))
+        if isinstance(exc, EngineError):
+            return exc
+        return EngineError.caused_by(f"{self.url}: {type(exc).__name__}: {exc}", exc)
+
+    def _retrying(self) -> AsyncRetrying:
+        backoff = wait_exponential_jitter(
+            initial=self.options.backoff_s, max=self.options.max_backoff_s, jitter=self.options.backoff_s
+        )
+
+        def wait(state: RetryCallState) -> float:
+            # The server's hint wins (capped); otherwise our own backoff, whose jitter spreads the retries of many
+            # requests that failed together so they do not all return at once.
+            error = state.outcome.exception() if state.outcome is not None else None
+            hint = error.retry_after_s if isinstance(error, _Retryable) else None
+            return min(hint, self.options.max_retry_after_s) if hint is not None else backoff(state)
+
+        return AsyncRetrying(
+            stop=stop_after_attempt(self.options.max_retries + 1),
+            wait=wait,
+            retry=retry_if_exception_type(_Retryable),
+            reraise=True,
+        )
+
+    def _completion(self, reply: ChatReply, latency: float, meta: dict[str, Any]) -> Completion:
+        if not reply.text and reply.refusal:
+            raise EngineError(f"{self.url}: the model refused: {reply.refusal}")
+        meta["model"] = reply.model or self.model
+        if reply.reasoning:
+            meta["reasoning_content"] = reply.reasoning
+        if reply.refusal:
+            meta["refusal"] = reply.refusal
         return Completion(
-            text=message.get("content") or "",
-            prompt_tokens=int(usage.get("prompt_tokens") or 0),
-            completion_tokens=int(usage.get("completion_tokens") or 0),
+            text=reply.text,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
             latency_s=latency,
             meta=meta,
+            finish_reason=reply.finish_reason,
         )
 
 
-def _error_message(response: httpx.Response) -> str:
-    """The server's own words: OpenAI-style `{"error": {"message"}}`, FastAPI's `detail`, or the raw text."""
+def _plain(chunk: object) -> object:
+    """A stream chunk as plain JSON data: the client builds its models without validation, so a malformed chunk
+    arrives as a model holding whatever the server sent, which the reader then checks."""
+    return chunk.to_dict(warnings=False) if isinstance(chunk, openai.BaseModel) else chunk
+
+
+def _so_far(reader: StreamReader) -> str:
+    return f" after {len(''.join(reader.text))} characters" if reader.chunks else " before any text"
+
+
+def _connection_words(exc: Exception) -> str:
+    cause = exc.__cause__ or exc  # the client's own message is just "Connection error."
+    return f"connection error: {type(cause).__name__}: {cause}"
+
+
+def _api_error_words(exc: openai.APIError) -> str:
+    """The server's own words: OpenAI-style `{"error": {"message"}}`, FastAPI's `detail`, or the raw text; masked
+    and cut (`redact`), since servers echo requests and headers back in their errors."""
+    response = getattr(exc, "response", None)
     try:
-        data = response.json()
+        data = response.json() if response is not None else exc.body
     except ValueError:
-        return response.text[:500] or response.reason_phrase
+        return redact(response.text or response.reason_phrase or exc.message, 400)
     if isinstance(data, dict):
         error = data.get("error")
         if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])[:500]
+            return redact(error["message"], 400)
         for key in ("message", "detail", "error"):
             if data.get(key):
-                return str(data[key])[:500]
-    return str(data)[:500]
+                return redact(data[key], 400)
+    return redact(data if data is not None else exc.message, 400)
 
 
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or unreadable."""
-    if not value:
-        return None
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds from Retry-After-Ms, or Retry-After (delta-seconds or an HTTP date); None if absent or unreadable."""
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            seconds = float(headers.get(name) or "nan") * scale
+        except ValueError:
+            continue
+        if math.isfinite(seconds):
+            return max(seconds, 0.0)
+    value = headers.get("retry-after")
     try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
+        when = email.utils.parsedate_to_datetime(value) if value else None
     except (TypeError, ValueError):
         return None
-    return max(when.timestamp() - time.time(), 0.0)
+    return max(when.timestamp() - time.time(), 0.0) if when is not None else None
