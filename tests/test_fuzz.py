@@ -124,3 +124,35 @@ def test_solve_batch_survives_malformed_everything():
                     assert "a sample is a dict" in result["errors"][0]
             # every hard check ends at its timeout; the checks run in parallel workers, so a batch takes a few of them
             assert elapsed < 60, f"seed {seed}: {elapsed:.0f} s"
+
+
+def test_solve_batch_survives_a_server_that_answers_garbage():
+    from tests.http_server import FakeChatServer, Reply, chat_reply
+
+    replies = [
+        lambda rng: chat_reply(rng.choice(OUTPUTS)),
+        lambda rng: Reply(body={"choices": [{"message": "a string, not a message"}]}),
+        lambda rng: Reply(body={"choices": [{"message": {"content": [{"type": "text", "text": "\\boxed{3}"}]}}]}),
+        lambda rng: Reply(body={"choices": [{"message": {"content": "\\boxed{3}"}}], "usage": {"prompt_tokens": "x"}}),
+        lambda rng: Reply(body={"choices": []}),
+        lambda rng: Reply(body=["not", "an", "object"]),
+        lambda rng: Reply(body="<html>bad gateway</html>"),
+        lambda rng: Reply(status=400, body={"error": {"message": "Authorization: Bearer sk-" + "a" * 40}}),
+        lambda rng: Reply(status=500, body={"error": {"message": "x" * 100_000}}),
+        lambda rng: Reply(body={"choices": [{"message": {"content": None, "refusal": "no"}}]}),
+    ]
+    rng = random.Random(7)
+    with FakeChatServer(lambda seen: rng.choice(replies)(rng)) as server:
+        context = RapidContext(
+            captioner=None,
+            reasoner=f"openai:m@{server.base_url}",
+            reasoner_options={"max_retries": 1, "backoff_s": 0.01, "timeout_s": 5.0},
+            answer_timeout_s=2.0,
+        )
+        samples = [{"id": str(i), "question": "How many?", "answer": "3", "captioner_output": "3"} for i in range(60)]
+        out = solve_batch(samples, context=context)
+    assert [o["id"] for o in out] == [s["id"] for s in samples]
+    assert all(o.get("errors") or o.get("correct") in (True, False) for o in out)
+    errors = [e for o in out for e in o.get("errors", [])]
+    assert errors and all(len(e) <= 600 and "sk-aaaaaaaa" not in e for e in errors)
+    assert any(o.get("correct") for o in out)  # the well-formed replies among them were scored
