@@ -125,7 +125,7 @@ def add_trace_argument(parser: argparse.ArgumentParser) -> None:
 def split_trace_argument(argv: Sequence[str]) -> tuple[str | None, bool | None, list[str]]:
     """(`--trace` value, `--trace-content`, the other arguments), for command lines parsed by something that does
     not know these options (TRL's parser)."""
-    parser = argparse.ArgumentParser(add_help=False)
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     parser.add_argument("--trace", default=None)
     parser.add_argument("--trace-content", action="store_true", default=None)
     known, rest = parser.parse_known_args(list(argv))
