@@ -206,9 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and getattr(args, "unavailable", None) is None:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
-        if getattr(args, "unavailable", None) is not None:
+        if getattr(args, "unavailable", None) is not None:  # its options are unknown too: the extra comes first
             raise args.unavailable
         setup_tracing(args.trace, capture_content=args.trace_content)
         if args.command == "run":
