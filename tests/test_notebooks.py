@@ -13,8 +13,6 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "examples" / "notebooks").glob("*.ipynb"))
-#: the ones that load the SmolLM2 reasoner or train take over a minute on two busy cores
-SLOW = {"01_quickstart", "03_evaluate_a_folder", "04_train_on_the_demo_world"}
 
 
 def test_the_four_notebooks_are_there_without_outputs():
@@ -32,9 +30,8 @@ def test_the_four_notebooks_are_there_without_outputs():
                 assert cell.outputs == [] and cell.execution_count is None, f"{path.name}: strip its outputs"
 
 
-@pytest.mark.parametrize(
-    "path", [pytest.param(p, id=p.stem, marks=[pytest.mark.slow] if p.stem in SLOW else []) for p in NOTEBOOKS]
-)
+@pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in NOTEBOOKS])
+@pytest.mark.slow  # each loads the SmolLM2 reasoner in a fresh kernel: about a minute on two idle cores, more when busy
 def test_notebook_runs_top_to_bottom(path, tmp_path, monkeypatch, smollm2_gguf):
     # the kernel is this interpreter (its `python3` kernel spec finds `python` on PATH), offline like the tests
     monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
