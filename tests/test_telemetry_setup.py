@@ -153,3 +153,15 @@ def test_trace_options_are_taken_out_of_foreign_command_lines():
     )
     assert (trace, content, rest) == ("t.jsonl", True, ["--config", "r.yaml", "--lr", "1"])
     assert split_trace_argument(["--trace_steps", "3"]) == (None, None, ["--trace_steps", "3"])
+
+
+def test_every_command_takes_the_trace_options(tmp_path):
+    from rapid_agent.cli import build_parser
+    from rapid_agent.rl.__main__ import cli as rl_cli
+
+    args = build_parser().parse_args(["demo", "--quick", "--trace", "demo.jsonl", "--trace-content"])
+    assert (args.trace, args.trace_content) == ("demo.jsonl", True)
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="--trace: cannot write a trace"):  # taken out and checked before TRL parses
+        rl_cli(["vpo", "--config", "never-read.yaml", "--trace", str(blocker / "t.jsonl")])
