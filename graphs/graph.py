@@ -1,8 +1,8 @@
 """The RAPID state machine: perceive -> reason -> score, built and compiled once.
 
     START -> perceive --(error, or no reasoner: perception only)--> END
-                 \\-> reason --(no gold or error)--> END
-                         \\-> score -> END
+                 \\-> reason --(error)--> END
+                         \\-> score -> END      (the answer read; with a gold answer, its verdict)
 
 Backends and mode come from the per-call `RapidContext`: `graph.invoke(sample, context=RapidContext(...))`.
 A sample carrying `captioner_output` is perceived already: perceive splits it and calls no captioner.
@@ -60,7 +60,7 @@ def after_perceive(state: RapidState) -> Literal["reason", "__end__"]:
 
 
 def after_reason(state: RapidState) -> Literal["score", "__end__"]:
-    return "score" if state.get("answer") is not None and not state.get("errors") else END
+    return END if state.get("errors") else "score"
 
 
 def build_graph() -> StateGraph:

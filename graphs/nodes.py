@@ -9,12 +9,13 @@ stream as it is generated.
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from langgraph.config import get_stream_writer
 from langgraph.runtime import get_runtime
 
-from rapid_agent.answers import acheck_answer
+from rapid_agent.answers import acheck_answer, extract_answer
 from rapid_agent.backends import ChatRequest, Completion, Engine, EngineError, GenerationConfig, load_engine
 from rapid_agent.backends.batching import get_batcher, traced
 from rapid_agent.config import RapidContext
@@ -126,11 +127,21 @@ async def reason(state: RapidState) -> dict:
 
 async def score(state: RapidState) -> dict:
     context = _context()
+    choices = state.get("choices") or ()
+    if state.get("answer") is None:  # nothing to check against: read the answer only
+        prediction, _ = await asyncio.to_thread(
+            extract_answer,
+            state["reasoner_output"],
+            choices=choices,
+            final_box_only=context.strict_answers,
+            timeout_s=context.answer_timeout_s,
+        )
+        return {"prediction": prediction}
     # hard cases go to a worker process that a timeout really ends; the event loop keeps serving other samples
     verdict = await acheck_answer(
         state["reasoner_output"],
         state["answer"],
-        choices=state.get("choices") or (),
+        choices=choices,
         timeout_s=context.answer_timeout_s,
         final_box_only=context.strict_answers,
         finish_reason=state.get("reasoner_finish_reason"),

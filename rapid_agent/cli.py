@@ -15,12 +15,12 @@ import json
 import sys
 import typing
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from rapid_agent.backends import CAPTIONER_DEFAULTS, REASONER_DEFAULTS, BackendUnavailableError, GenerationConfig
 from rapid_agent.config import RapidContext
 from rapid_agent.perception import MODES
+from rapid_agent.telemetry.setup import add_trace_argument, setup_tracing
 
 ROLES = ("captioner", "reasoner")
 _ROLE_DEFAULTS = {"captioner": CAPTIONER_DEFAULTS, "reasoner": REASONER_DEFAULTS}
@@ -140,26 +140,13 @@ def context_from_args(args: argparse.Namespace, **overrides: Any) -> RapidContex
     return RapidContext(**values, **overrides)
 
 
-def check_trace_path(path: str | None) -> None:
-    """Fail before any work when a trace file cannot be written (a missing folder that cannot be made, no rights)."""
-    if not path or path == "console":
-        return
-    target = Path(path).expanduser()
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with target.open("a"):
-            pass
-    except OSError as exc:
-        raise ValueError(f"--trace: cannot write a trace to {str(target)!r}: {exc.strerror or exc}") from None
-
-
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", required=True, action="append", help="image path or data URL (repeat for several)")
     parser.add_argument("--question", required=True, help="the question about the image")
     parser.add_argument("--answer", help="gold answer: report whether the reasoner got it right")
     parser.add_argument("--choices", nargs="*", default=[], help="multiple-choice options, in letter order")
     add_context_arguments(parser)
-    parser.add_argument("--trace", help="write an OpenTelemetry trace of the run (JSON lines) to this file")
+    add_trace_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the final state as JSON")
     parser.add_argument("--quiet", action="store_true", help="do not stream the models' text while they write")
 
@@ -167,15 +154,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rapid_agent.graphs import get_graph
 
-    check_trace_path(args.trace)
     stream = not args.quiet and not args.json
     context = context_from_args(args).replace(stream=stream or args.stream)
-    config: dict = {}
-    if args.trace:
-        from rapid_agent.tracing import OTelCallbackHandler, enable_tracing
-
-        enable_tracing(path=args.trace)
-        config["callbacks"] = [OTelCallbackHandler()]
+    config: dict = {}  # tracing, when on (`main` set it up), hooks into every run by itself
     sample = {"images": args.image, "question": args.question, "answer": args.answer, "choices": args.choices}
     state: dict = {}
     role = None
@@ -219,18 +200,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rapid_agent", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     add_run_arguments(commands.add_parser("run", help="answer one question about one image"))
-    from rapid_agent.demo import add_arguments as add_demo_arguments
+    demo = commands.add_parser("demo", help="the offline RAPID demo: world, captioner, VPO, report")
+    try:
+        from rapid_agent.demo import add_arguments as add_demo_arguments
+    except ImportError as exc:  # the light core: `demo` then says which extra to install
+        from rapid_agent.extras import missing_extra
 
-    add_demo_arguments(commands.add_parser("demo", help="the offline RAPID demo: world, captioner, VPO, report"))
+        demo.set_defaults(unavailable=missing_extra("demo", "the demo", exc))
+    else:
+        add_demo_arguments(demo)
+    add_trace_argument(demo)
     from rapid_agent.serve.command import add_arguments as add_serve_arguments
 
-    add_serve_arguments(commands.add_parser("serve", help="serve pipelines behind an OpenAI-compatible endpoint"))
+    serve = commands.add_parser("serve", help="serve pipelines behind an OpenAI-compatible endpoint")
+    add_serve_arguments(serve)
+    add_trace_argument(serve)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and getattr(args, "unavailable", None) is None:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
+        if getattr(args, "unavailable", None) is not None:  # its options are unknown too: the extra comes first
+            raise args.unavailable
+        setup_tracing(args.trace, capture_content=args.trace_content)
         if args.command == "run":
             return run(args)
         if args.command == "serve":

@@ -70,6 +70,19 @@ class RapidContext:
 
     def __post_init__(self) -> None:
         check_mode(self.mode)
+        # a context sent as JSON (LangGraph's servers and Studio pass the assistant's context as a dict) holds plain
+        # dicts where settings objects go
+        for name, cls in (
+            ("captioner_gen", GenerationConfig),
+            ("reasoner_gen", GenerationConfig),
+            ("prompts", Prompts),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, Mapping):
+                try:
+                    object.__setattr__(self, name, cls(**value))
+                except TypeError as exc:
+                    raise TypeError(f"{name}: {exc}") from None
         for name in ("captioner", "reasoner"):
             value = getattr(self, name)
             if isinstance(value, str):

@@ -9,7 +9,17 @@ from __future__ import annotations
 import logging
 import sys
 
-from rapid_agent.rl.config import STAGES
+from rapid_agent.telemetry.setup import setup_tracing, split_trace_argument
+
+try:
+    from rapid_agent.rl.config import STAGES
+except ImportError as exc:  # the light core has no trl/torch: name the extra that brings them
+    from rapid_agent.extras import MissingExtraError, missing_extra
+
+    error = missing_extra("rl", "training (python -m rapid_agent.rl)", exc)
+    if not isinstance(error, MissingExtraError):
+        raise
+    sys.exit(f"error: {error}")
 
 USAGE = """usage: python -m rapid_agent.rl {grpo,vpo} --config RECIPE.yaml [--field value ...]
 
@@ -28,8 +38,10 @@ def cli(argv: list[str] | None = None) -> int:
     from trl import TrlParser
 
     stage = argv[0]
+    trace, trace_content, rest = split_trace_argument(argv[1:])  # --trace console|otlp|FILE.jsonl, as every command
+    setup_tracing(trace, capture_content=trace_content)
     parser = TrlParser(STAGES[stage], prog=f"python -m rapid_agent.rl {stage}")
-    (config,) = parser.parse_args_and_config(argv[1:])
+    (config,) = parser.parse_args_and_config(rest)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from rapid_agent.rl.train import main
 

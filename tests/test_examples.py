@@ -18,3 +18,11 @@ def test_quickstart_example(capsys, monkeypatch, smollm2_gguf):
     runpy.run_path("examples/quickstart.py", run_name="__main__")
     lines = capsys.readouterr().out.strip().splitlines()
     assert [line.split()[0] for line in lines] == ["none", "cap", "qcap", "sol", "cap+sol", "qcap+sol"]
+
+
+def test_agent_example_calls_rapid_as_its_tool_and_remembers(capsys, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["agent.py"])
+    runpy.run_path("examples/agent.py", run_name="__main__")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].endswith("agent: The answer is 2.") and lines[1].endswith("agent: The answer is 3.")
+    assert lines[2] == "the thread remembers 8 messages"

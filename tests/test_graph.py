@@ -67,10 +67,10 @@ def test_final_state_holds_every_node_output(engines):
     assert set(out["metrics"]) >= {"captioner_completion_tokens", "reasoner_latency_s", "reasoner_prompt_tokens"}
 
 
-def test_no_gold_answer_skips_scoring(engines):
+def test_no_gold_answer_reads_the_answer_without_a_verdict(engines):
     captioner, reasoner = engines
     out = solve(scene(1), "How many?", captioner=captioner, reasoner=reasoner)
-    assert out["reasoner_output"] == "\\boxed{1}" and "correct" not in out
+    assert out["reasoner_output"] == "\\boxed{1}" and out["prediction"] == "1" and "correct" not in out
 
 
 def test_reasoner_is_swapped_per_call_without_rebuilding(engines):

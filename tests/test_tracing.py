@@ -1,43 +1,257 @@
-"""Tracing wraps the graph and the engines: one span per node and per engine call, with outputs as attributes."""
+"""Tracing wraps the graph and the engines: GenAI-convention spans per engine call, hung under the node that asked,
+our attributes on graph and node spans, errors as exception events, content only on request, nothing doubled."""
 
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
 from PIL import Image
 
-from rapid_agent import RapidContext
+from rapid_agent import Completion, RapidContext, solve_batch
+from rapid_agent.backends import batching
 from rapid_agent.backends.stand_in import FunctionEngine
 from rapid_agent.graphs import get_graph
-from rapid_agent.tracing import OTelCallbackHandler, enable_tracing, read_trace
+from rapid_agent.tracing import (
+    InstrumentedEngine,
+    OTelCallbackHandler,
+    disable_tracing,
+    enable_tracing,
+    flush_tracing,
+    read_metrics,
+    read_trace,
+    setup_tracing,
+)
+
+CAPTION = "<caption>two red dots on white</caption><solution>\\boxed{2}</solution>"
+QUESTION = "How many red dots are there?"
 
 
-def test_graph_run_and_engine_calls_become_spans(tmp_path):
+@pytest.fixture
+def trace_file(tmp_path):
     path = tmp_path / "trace.jsonl"
-    enable_tracing(path=path)
-    captioner = FunctionEngine(lambda r: "<caption>2 dots</caption><solution>\\boxed{2}</solution>", spec="fn:cap")
-    reasoner = FunctionEngine(lambda r: "\\boxed{2}", spec="fn:reason")
+    assert setup_tracing(str(path)) is not None
+    yield path
+    disable_tracing()
+
+
+@pytest.fixture
+def picture(tmp_path):
+    path = tmp_path / "dots.png"
+    Image.new("RGB", (64, 48), "white").save(path)
+    return path
+
+
+class StoppingEngine(FunctionEngine):
+    """A stand-in whose outputs ended on their own, as a real engine reports it."""
+
+    def generate(self, requests, gen):
+        out = super().generate(requests, gen)
+        for result in out:
+            if isinstance(result, Completion):
+                result.finish_reason = "stop"
+        return out
+
+
+def engines(reason=lambda r: "\\boxed{2}"):
+    captioner = StoppingEngine(lambda r: CAPTION, spec="fn:captioner")
+    reasoner = StoppingEngine(reason, spec="openai:qwen3-8b@http://10.0.0.7:8000/v1")
+    return captioner, reasoner
+
+
+def by_name(spans: list[dict], name: str) -> list[dict]:
+    return [s for s in spans if s["name"] == name]
+
+
+def test_engine_calls_follow_the_genai_conventions_under_the_node_that_asked(trace_file, picture):
+    captioner, reasoner = engines()
     context = RapidContext(captioner=captioner, reasoner=reasoner)
+    get_graph().invoke({"image": str(picture), "question": QUESTION, "answer": "2", "id": "s1"}, context=context)
+    spans = read_trace(trace_file)
+    ids = {s["span_id"]: s for s in spans}
+    chat = by_name(spans, "chat qwen3-8b")
+    assert len(chat) == 1
+    attrs = chat[0]["attributes"]
+    assert chat[0]["kind"] == "CLIENT" and ids[chat[0]["parent_id"]]["name"] == "rapid.reason"
+    assert attrs["gen_ai.operation.name"] == "chat" and attrs["gen_ai.provider.name"] == "openai"
+    assert attrs["gen_ai.request.model"] == "qwen3-8b" and attrs["server.address"] == "10.0.0.7"
+    assert attrs["gen_ai.request.temperature"] == 0.6 and attrs["gen_ai.request.top_p"] == 0.95
+    assert attrs["gen_ai.request.max_tokens"] == 4096
+    assert attrs["gen_ai.usage.input_tokens"] > 0 and attrs["gen_ai.usage.output_tokens"] > 0
+    assert attrs["gen_ai.response.finish_reasons"] == ["stop"]
+    (cap,) = by_name(spans, "chat captioner")
+    assert cap["kind"] == "INTERNAL" and ids[cap["parent_id"]]["name"] == "rapid.perceive"
+    assert cap["attributes"]["rapid.engine.images"] == 1
+
+    (root,) = by_name(spans, "invoke_workflow rapid")
+    assert root["attributes"]["gen_ai.workflow.name"] == "rapid" and root["parent_id"] is None
+    for node in ("rapid.perceive", "rapid.reason", "rapid.score"):
+        (span,) = by_name(spans, node)
+        assert span["parent_id"] == root["span_id"] and span["trace_id"] == root["trace_id"]
+    sha = hashlib.sha256(picture.read_bytes()).hexdigest()
+    for span in (root, by_name(spans, "rapid.perceive")[0]):
+        a = span["attributes"]
+        assert a["rapid.image.sha256"] == [sha] and a["rapid.image.width"] == [64] and a["rapid.image.height"] == [48]
+    a = root["attributes"]
+    assert a["rapid.mode"] == "qcap+sol" and a["rapid.prediction"] == "2" and a["rapid.correct"] is True
+    assert a["rapid.id"] == "s1" and a["rapid.reasoner"].startswith("openai:qwen3-8b")
+    assert by_name(spans, "rapid.score")[0]["attributes"]["rapid.correct"] is True
+    # no content without opting in: neither the question nor the caption nor the prompt appear anywhere
+    text = trace_file.read_text()
+    assert QUESTION not in text and "two red dots" not in text and "gen_ai.input.messages" not in text
+
+
+def test_failures_are_exception_events_with_their_message(trace_file, picture):
+    def reason(request):
+        raise TimeoutError("reasoner timed out after 600 s, token sk-abcdefghijklmnopqrstuvwxyz")
+
+    captioner, reasoner = engines(reason)
+    context = RapidContext(captioner=captioner, reasoner=reasoner)
+    state = get_graph().invoke({"image": str(picture), "question": QUESTION, "answer": "2"}, context=context)
+    assert state["errors"]
+    spans = read_trace(trace_file)
+    (chat,) = by_name(spans, "chat qwen3-8b")
+    assert chat["status"] == "ERROR" and "timed out" in chat["status_message"]
+    (event,) = chat["events"]
+    assert event["name"] == "exception" and "timed out after 600 s" in event["attributes"]["exception.message"]
+    assert event["attributes"]["exception.stacktrace"]
+    assert chat["attributes"]["error.type"] and chat["attributes"]["gen_ai.response.finish_reasons"] == ["error"]
+    (node,) = by_name(spans, "rapid.reason")
+    assert node["status"] == "ERROR" and node["events"][0]["name"] == "exception"
+    assert "timed out" in node["events"][0]["attributes"]["exception.message"]
+    (root,) = by_name(spans, "invoke_workflow rapid")
+    assert root["status"] == "ERROR" and "timed out" in root["status_message"]
+    assert "sk-abcdefghijklmnop" not in trace_file.read_text()  # keys are masked everywhere
+
+
+def test_an_exception_that_escapes_a_node_is_recorded_with_its_type(trace_file, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    captioner, reasoner = engines()
+    with pytest.raises(ValueError, match="cannot decode image"):
+        get_graph().invoke({"image": str(bad), "question": QUESTION}, context=RapidContext(captioner, reasoner))
+    (node,) = by_name(read_trace(trace_file), "rapid.perceive")
+    assert node["status"] == "ERROR" and node["attributes"]["error.type"] == "ValidationError"
+    assert "cannot decode image" in node["events"][0]["attributes"]["exception.message"]
+
+
+def test_prompt_and_completion_text_only_when_asked_for(tmp_path, picture):
+    path = tmp_path / "content.jsonl"
+    setup_tracing(str(path), capture_content=True)
+    try:
+        captioner, reasoner = engines()
+        get_graph().invoke({"image": str(picture), "question": QUESTION}, context=RapidContext(captioner, reasoner))
+    finally:
+        disable_tracing()
+    spans = read_trace(path)
+    (cap,) = by_name(spans, "chat captioner")
+    messages = json.loads(cap["attributes"]["gen_ai.input.messages"])
+    image_part, text_part = messages[0]["parts"]
+    assert image_part == {
+        "type": "image",
+        "width": 64,
+        "height": 48,
+        "sha256": hashlib.sha256(Image.open(picture).convert("RGB").tobytes()).hexdigest(),
+    }
+    assert QUESTION in text_part["content"]
+    output = json.loads(cap["attributes"]["gen_ai.output.messages"])
+    assert output[0]["parts"][0]["content"] == CAPTION and output[0]["finish_reason"] == "stop"
+    assert by_name(spans, "invoke_workflow rapid")[0]["attributes"]["rapid.question"] == QUESTION
+    assert "base64" not in path.read_text()  # never the pixels
+
+
+def test_setting_up_twice_and_passing_the_handler_by_hand_exports_each_span_once(trace_file, picture):
+    assert setup_tracing(str(trace_file)).targets == (f"file:{trace_file.resolve()}",)
+    captioner, reasoner = engines()
     get_graph().invoke(
-        {"image": Image.new("RGB", (56, 56)), "question": "How many dots?", "answer": "2", "id": "s1"},
-        context=context,
+        {"image": str(picture), "question": QUESTION},
+        context=RapidContext(captioner, reasoner),
         config={"callbacks": [OTelCallbackHandler()]},
     )
-    spans = read_trace(path)
-    names = [s["name"] for s in spans]
-    for node in ("rapid.perceive", "rapid.reason", "rapid.score"):
-        assert names.count(node) == 1, names
-    by_id = {s["span_id"]: s for s in spans}
-    root = next(s for s in spans if s["name"] == "rapid.rapid")
-    assert root["attributes"]["rapid.correct"] is True and root["attributes"]["rapid.id"] == "s1"
-    for node in ("rapid.perceive", "rapid.reason", "rapid.score"):
-        span = next(s for s in spans if s["name"] == node)
-        assert span["trace_id"] == root["trace_id"]
-        parent = span
-        while parent["parent_id"] in by_id:  # nodes hang under the graph run, possibly via LangGraph's own runs
-            parent = by_id[parent["parent_id"]]
-        assert parent is root
-    engine_spans = [s for s in spans if s["name"] == "engine.generate"]
-    assert {s["attributes"]["rapid.engine.spec"] for s in engine_spans} == {"fn:cap", "fn:reason"}
-    assert all(s["attributes"]["rapid.engine.batch_size"] == 1 for s in engine_spans)
-    reason = next(s for s in spans if s["name"] == "rapid.reason")
-    assert reason["attributes"]["rapid.reasoner"] == "fn:reason"
+    names = [s["name"] for s in read_trace(trace_file)]
+    for name in ("invoke_workflow rapid", "rapid.perceive", "rapid.reason", "chat captioner", "chat qwen3-8b"):
+        assert names.count(name) == 1, names
+    assert batching.engine_wrappers.count(InstrumentedEngine) == 1
+
+
+def test_a_batched_engine_call_hangs_under_one_run_and_links_the_others(trace_file, picture):
+    captioner, reasoner = engines()
+    samples = [{"image": str(picture), "question": f"{QUESTION} ({i})", "id": f"s{i}"} for i in range(3)]
+    solve_batch(samples, context=RapidContext(captioner, reasoner))
+    spans = read_trace(trace_file)
+    ids = {s["span_id"]: s for s in spans}
+    (call,) = by_name(spans, "chat captioner")  # one engine call for the three runs (a cohort)
+    assert call["attributes"]["rapid.engine.batch_size"] == 3
+    perceive = {s["span_id"] for s in by_name(spans, "rapid.perceive")}
+    assert call["parent_id"] in perceive and len(call["links"]) == 2
+    assert {call["parent_id"], *call["links"]} == perceive
+    assert len({ids[p]["trace_id"] for p in perceive}) == 3  # three runs, three traces
+
+
+def test_streamed_calls_are_spans_too(trace_file, picture):
+    captioner, reasoner = engines()
+    context = RapidContext(captioner, reasoner, stream=True)
+    chunks = list(
+        get_graph().stream({"image": str(picture), "question": QUESTION}, context=context, stream_mode="custom")
+    )
+    assert chunks
+    spans = read_trace(trace_file)
+    ids = {s["span_id"]: s for s in spans}
+    (chat,) = by_name(spans, "chat qwen3-8b")
+    assert chat["attributes"]["gen_ai.request.stream"] is True
+    assert chat["attributes"]["gen_ai.response.time_to_first_chunk"] >= 0
+    assert ids[chat["parent_id"]]["name"] == "rapid.reason"
+
+
+def test_engine_metrics_follow_the_conventions(trace_file, picture):
+    captioner, reasoner = engines()
+    get_graph().invoke({"image": str(picture), "question": QUESTION}, context=RapidContext(captioner, reasoner))
+    flush_tracing()
+    points = read_metrics(trace_file)
+    usage = [p for p in points if p["metric"] == "gen_ai.client.token.usage"]
+    types = {(p["attributes"]["gen_ai.request.model"], p["attributes"]["gen_ai.token.type"]) for p in usage}
+    assert {("captioner", "input"), ("captioner", "output"), ("qwen3-8b", "input")} <= types
+    assert all(p["unit"] == "{token}" and p["count"] >= 1 for p in usage)
+    durations = [p for p in points if p["metric"] == "gen_ai.client.operation.duration"]
+    assert durations and all(p["unit"] == "s" for p in durations)
+
+
+def test_tracing_off_installs_nothing(tmp_path):
+    """In a fresh process with no OTEL_* settings: no provider, no engine wrapper, no callback on any run."""
+    script = """
+import json
+import langchain_core.tracers.context as hooks
+from opentelemetry import trace
+from PIL import Image
+from rapid_agent import RapidContext
+from rapid_agent.backends import batching
+from rapid_agent.backends.stand_in import FunctionEngine
+from rapid_agent.graphs import get_graph
+from rapid_agent.tracing import OTelCallbackHandler, setup_tracing
+
+calls = []
+OTelCallbackHandler.on_chain_start = lambda self, *a, **k: calls.append(k.get("name"))
+assert setup_tracing(None) is None
+engine = FunctionEngine(lambda r: "<caption>x</caption><solution>\\boxed{1}</solution>")
+state = get_graph().invoke({"image": Image.new("RGB", (32, 32)), "question": "q"}, context=RapidContext(engine, engine))
+assert state["caption"] == "x", state
+print(json.dumps({
+    "provider": type(trace.get_tracer_provider()).__name__,
+    "wrappers": len(batching.engine_wrappers),
+    "hooks": [var.name for var, *_ in hooks._configure_hooks],
+    "calls": calls,
+}))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    seen = json.loads(out.stdout)
+    assert seen["provider"] == "ProxyTracerProvider" and seen["wrappers"] == 0 and seen["calls"] == []
+    assert "rapid_agent_otel_handler" not in seen["hooks"]
 
 
 def test_exporter_can_be_redirected_and_engines_used_before_tracing_are_traced(tmp_path):
@@ -50,10 +264,14 @@ def test_exporter_can_be_redirected_and_engines_used_before_tracing_are_traced(t
     get_batcher(engine).submit(ChatRequest("before tracing"), gen)  # its batcher exists before tracing starts
     exporter = JsonLinesExporter(None)
     enable_tracing(exporter)
-    get_batcher(engine).submit(ChatRequest("dropped"), gen)  # no path: spans are dropped
-    exporter.path = tmp_path / "run.jsonl"
-    get_batcher(engine).submit(ChatRequest("kept"), gen)
-    exporter.path = None
-    get_batcher(engine).submit(ChatRequest("dropped again"), gen)
+    try:
+        get_batcher(engine).submit(ChatRequest("dropped"), gen)  # no path: spans are dropped
+        exporter.path = tmp_path / "run.jsonl"
+        get_batcher(engine).submit(ChatRequest("kept"), gen)
+        exporter.path = None
+        get_batcher(engine).submit(ChatRequest("dropped again"), gen)
+    finally:
+        disable_tracing()
     spans = [s for s in read_trace(tmp_path / "run.jsonl") if s["attributes"].get("rapid.engine.spec") == "fn:early"]
     assert len(spans) == 1 and spans[0]["attributes"]["rapid.engine.batch_size"] == 1
+    assert spans[0]["name"] == "chat early" and spans[0]["parent_id"] is None

@@ -130,7 +130,12 @@ def load_engine(spec: str | Engine | Any, role: Role, *, cache: bool = True, **o
 
 def _build(provider: str, model: str, role: Role, **options: Any) -> Engine:
     if provider == "hf":
-        from rapid_agent.backends.hf import HFEngine as cls
+        try:
+            from rapid_agent.backends.hf import HFEngine as cls
+        except ImportError as exc:  # the light core has no torch: say which extra brings it
+            from rapid_agent.extras import missing_extra
+
+            raise missing_extra("hf", f"the engine {provider}:{model}", exc) from exc
     elif provider == "vllm":
         from rapid_agent.backends.vllm import VLLMEngine as cls
     else:

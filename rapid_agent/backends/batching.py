@@ -29,6 +29,8 @@ DEFAULT_WINDOW_S = 0.05
 DEFAULT_MAX_WAIT_S = 0.5
 #: fallback for cohort requests: a cohort normally dispatches itself once complete; this only bounds a stall
 COHORT_WAIT_S = 5.0
+#: the context a request was submitted from (see `call_origins`)
+Origin = contextvars.Context | None
 
 
 class Cohort:
@@ -74,6 +76,11 @@ class Cohort:
 
 #: the cohort whose runs the current context belongs to (set by `solve_batch` around its runs)
 current_cohort: contextvars.ContextVar[Cohort | None] = contextvars.ContextVar("rapid_cohort", default=None)
+#: during an engine call, the contexts its requests were submitted from (in order), so that a wrapper can tell
+#: which runs asked for the call (tracing hangs the call's span under the asking graph node)
+call_origins: contextvars.ContextVar[tuple[contextvars.Context, ...]] = contextvars.ContextVar(
+    "rapid_call_origins", default=()
+)
 
 
 class MicroBatcher:
@@ -89,7 +96,7 @@ class MicroBatcher:
         #: the most recent batch sizes, in order (at most MAX_STATS), and how many calls had each size, ever
         self.batch_sizes: list[int] = []
         self.size_counts: collections.Counter[int] = collections.Counter()
-        self._pending: dict[GenerationConfig, list[tuple[ChatRequest, asyncio.Future, Cohort | None]]] = {}
+        self._pending: dict[GenerationConfig, list[tuple[ChatRequest, asyncio.Future, Cohort | None, Origin]]] = {}
         self._timers: dict[GenerationConfig, asyncio.TimerHandle] = {}
         self._opened: dict[GenerationConfig, float] = {}  # when the oldest waiting request of a group arrived
         self._in_flight = 0
@@ -99,12 +106,12 @@ class MicroBatcher:
     # -- public API --------------------------------------------------------------------------------------------
     def submit(self, request: ChatRequest, gen: GenerationConfig) -> Completion:
         """Blocking submit from any thread that is not running this batcher's loop. Raises EngineError."""
-        coro = self._enqueue(request, gen, current_cohort.get())
+        coro = self._enqueue(request, gen, current_cohort.get(), contextvars.copy_context())
         return asyncio.run_coroutine_threadsafe(coro, self._ensure_loop()).result()
 
     async def asubmit(self, request: ChatRequest, gen: GenerationConfig) -> Completion:
         """Submit from any event loop. Raises EngineError when the request failed."""
-        coro = self._enqueue(request, gen, current_cohort.get())
+        coro = self._enqueue(request, gen, current_cohort.get(), contextvars.copy_context())
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._ensure_loop()))
 
     def poke(self, cohort: Cohort) -> None:
@@ -120,8 +127,8 @@ class MicroBatcher:
 
     def submit_many(self, requests: Sequence[ChatRequest], gen: GenerationConfig) -> list[Completion | Exception]:
         loop = self._ensure_loop()
-        cohort = current_cohort.get()
-        futures = [asyncio.run_coroutine_threadsafe(self._enqueue(r, gen, cohort), loop) for r in requests]
+        cohort, origin = current_cohort.get(), contextvars.copy_context()
+        futures = [asyncio.run_coroutine_threadsafe(self._enqueue(r, gen, cohort, origin), loop) for r in requests]
         out: list[Completion | Exception] = []
         for future in futures:
             try:
@@ -145,11 +152,13 @@ class MicroBatcher:
                 self._loop = loop
         return self._loop
 
-    async def _enqueue(self, request: ChatRequest, gen: GenerationConfig, cohort: Cohort | None) -> Completion:
+    async def _enqueue(
+        self, request: ChatRequest, gen: GenerationConfig, cohort: Cohort | None, origin: Origin = None
+    ) -> Completion:
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
         queue = self._pending.setdefault(gen, [])
-        queue.append((request, future, cohort))
+        queue.append((request, future, cohort, origin))
         if len(queue) >= self.engine.max_batch_size:
             self._dispatch(gen)
         else:
@@ -173,7 +182,7 @@ class MicroBatcher:
     def _check_cohort(self, cohort: Cohort) -> None:
         if not cohort.settled:
             return
-        for gen in [g for g, queue in self._pending.items() if any(c is cohort for _, _, c in queue)]:
+        for gen in [g for g, queue in self._pending.items() if any(item[2] is cohort for item in queue)]:
             self._dispatch(gen)
 
     def _dispatch(self, gen: GenerationConfig) -> None:
@@ -190,22 +199,23 @@ class MicroBatcher:
             self._pending.pop(gen, None)
 
     async def _call(
-        self, gen: GenerationConfig, batch: list[tuple[ChatRequest, asyncio.Future, Cohort | None]]
+        self, gen: GenerationConfig, batch: list[tuple[ChatRequest, asyncio.Future, Cohort | None, Origin]]
     ) -> None:
         self.num_calls += 1
         self.size_counts[len(batch)] += 1
         self.batch_sizes.append(len(batch))
         if len(self.batch_sizes) > MAX_STATS:
             del self.batch_sizes[: MAX_STATS // 2]
+        call_origins.set(tuple(item[3] for item in batch if item[3] is not None))  # this task's own context
         try:
-            results = await traced(self.engine).agenerate([request for request, _, _ in batch], gen)
+            results = await traced(self.engine).agenerate([item[0] for item in batch], gen)
             if len(results) != len(batch):
                 raise EngineError(f"{self.engine!r} returned {len(results)} outputs for {len(batch)} requests")
         except Exception as exc:
             results = [exc] * len(batch)
         finally:
             self._in_flight -= 1
-        for (_, future, _), result in zip(batch, results):
+        for (_, future, _, _), result in zip(batch, results):
             if future.done():
                 continue
             if isinstance(result, Exception):

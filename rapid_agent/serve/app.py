@@ -26,7 +26,6 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from rapid_agent.answers import extract_answer
 from rapid_agent.backends.base import redact
 from rapid_agent.config import RapidContext
 from rapid_agent.serve.auth import KeyChecker
@@ -168,7 +167,7 @@ async def _complete(state: ServerState, pipeline: Pipeline, body: ChatCompletion
         model=pipeline.name,
         choices=[Choice(message=AssistantMessage(content=text), finish_reason=_finish_reason(final))],
         usage=_usage(final),
-        rapid=_rapid(final, pipeline),
+        rapid=_rapid(final),
     )
     state.metrics.latency.labels(pipeline.name).observe(time.monotonic() - started)
     return JSONResponse(response.model_dump(), headers={"X-Request-Id": response.id})
@@ -252,7 +251,7 @@ async def _events(
             else:
                 final = item
         _check_errors(final)
-        yield event(Delta(), _finish_reason(final), rapid=_rapid(final, pipeline))
+        yield event(Delta(), _finish_reason(final), rapid=_rapid(final))
         if body.stream_options is not None and body.stream_options.include_usage:
             yield event(None, usage=_usage(final))
     except Exception as exc:
@@ -314,11 +313,8 @@ def _usage(final: Mapping[str, Any]) -> Usage:
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
 
 
-def _rapid(final: Mapping[str, Any], pipeline: Pipeline) -> RapidResult:
-    prediction = final.get("prediction")
-    if prediction is None and pipeline.answering_role == "reasoner" and final.get("reasoner_output"):
-        # scoring (which parses the answer) runs only with a gold answer; without one, parse it here
-        prediction = extract_answer(final["reasoner_output"], choices=final.get("choices") or ())[0]
+def _rapid(final: Mapping[str, Any]) -> RapidResult:
+    prediction = final.get("prediction")  # the graph reads the answer, with or without a gold one
     return RapidResult(
         mode=final.get("mode"),
         engines=final.get("engines") or {},
