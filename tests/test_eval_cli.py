@@ -96,3 +96,24 @@ def test_merge_and_compare(tmp_path: Path, capsys) -> None:
 def test_bad_input_names_the_field(args: list[str], message: str, tmp_path: Path, capsys) -> None:
     assert main([*args, "--reasoner", "hf:x", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_trace_records_each_evaluation_batch_with_its_graph_runs(tmp_path: Path, tiny_reasoner_dir: Path) -> None:
+    from rapid_agent.tracing import disable_tracing, read_trace
+
+    mathvista = eval_fixtures.mathvista(tmp_path / "MathVista")
+    trace = tmp_path / "eval.jsonl"
+    args = [
+        "--benchmark", f"mathvista={mathvista}", "--mode", "none", "--limit", "3", "--out", str(tmp_path / "out"),
+        "--reasoner", f"hf:{tiny_reasoner_dir}", "--reasoner-max-new-tokens", "4", "--no-progress",
+        "--trace", str(trace),
+    ]  # fmt: skip
+    try:
+        assert main(args) == 0
+    finally:
+        disable_tracing()
+    spans = read_trace(trace)
+    (batch,) = [s for s in spans if s["name"] == "rapid.eval.batch"]
+    assert batch["attributes"]["rapid.benchmark"] == "mathvista" and batch["attributes"]["rapid.batch.size"] == 3
+    runs = [s for s in spans if s["name"] == "invoke_workflow rapid"]
+    assert len(runs) == 3 and all(r["parent_id"] == batch["span_id"] for r in runs)

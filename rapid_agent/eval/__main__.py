@@ -21,6 +21,7 @@ from rapid_agent.cli import add_context_arguments, context_from_args
 from rapid_agent.config import DEFAULT_REASONER
 from rapid_agent.eval.adapters import PAPER_BENCHMARKS, build_adapter, parse_option
 from rapid_agent.perception import DEFAULT_MODE
+from rapid_agent.tracing import add_trace_argument, setup_tracing
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--retry-errors", action="store_true", help="run again samples whose engines failed")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_context_arguments(parser, many=("reasoner", "mode"))  # the same options as `run`, reasoner and mode repeatable
+    add_trace_argument(parser)
     return parser
 
 
@@ -55,6 +57,7 @@ def run(argv: list[str]) -> int:
     from rapid_agent.eval.tables import to_markdown
 
     args = build_parser().parse_args(argv)
+    setup_tracing(args.trace, capture_content=args.trace_content)
     options: dict[str, dict[str, str]] = defaultdict(dict)
     for text in args.option:
         label, name, value = parse_option(text)

@@ -47,6 +47,7 @@ from rapid_agent.eval.store import (
 )
 from rapid_agent.eval.summary import SUMMARY_FIELDS, Summary, summarize
 from rapid_agent.perception import check_mode
+from rapid_agent.tracing import eval_batch
 
 NO_CAPTIONER = "-"
 
@@ -285,8 +286,12 @@ class _Run:
                 item["captioner_output"] = perception["captioner_output"]
             inputs.append(item)
         context = self.context.replace(mode=mode, reasoner=reasoner, captioner=None)
+        attributes = {"rapid.benchmark": adapter.label, "rapid.mode": mode, "rapid.reasoner": label}
+        with eval_batch(len(inputs), attributes) as batch:  # a span over the batch's graph runs, and its metrics
+            results = solve_batch(inputs, context=context)
+            batch.results(results)
         scored = []
-        for (sample, perception), result in zip(runnable, solve_batch(inputs, context=context), strict=True):
+        for (sample, perception), result in zip(runnable, results, strict=True):
             record = {**self._base(adapter, sample, mode, label), **_perception_fields(perception)}
             bad_input = _bad_input(result.get("errors") or [])
             if bad_input:  # the graph refused the sample itself (question too long, bad choices): bad data

@@ -64,8 +64,8 @@ def pipelines_from_args(args: argparse.Namespace) -> dict[str, RapidContext]:
 
 
 def run_config(args: argparse.Namespace) -> dict[str, Any]:
-    """LangGraph config for every graph run the server makes. The hook for tracing: the shared `--trace` set-up
-    (`rapid_agent.tracing`) returns its callbacks here, e.g. `{"callbacks": [OTelCallbackHandler()]}`."""
+    """LangGraph config for every graph run the server makes. Tracing needs nothing here: `--trace` (or the OTEL_*
+    variables) switch it on for every run in the process (`rapid_agent.tracing.setup_tracing`, called by the CLI)."""
     return {}
 
 
