@@ -48,6 +48,7 @@ BROKEN = (
 _lock = threading.Lock()
 _pool: ProcessPool | None = None
 _forked = False  # this process is a fork of one that may own the forkserver
+_forkserver_broke = False  # a pool from the forkserver broke: later pools start their workers by spawn
 _outstanding: _Outstanding | None = None
 _workers: int | None = None
 
@@ -87,7 +88,10 @@ def _run(function: str, *args: Any) -> Any:
 
 
 def _context() -> Any:
-    if "forkserver" in multiprocessing.get_all_start_methods() and not _forked:
+    if "forkserver" in multiprocessing.get_all_start_methods() and not _forked and not _forkserver_broke:
+        # the forkserver's socket lives in multiprocessing's temp folder; a /tmp cleaner (or a test) may have removed
+        # it, and then no worker could start
+        os.makedirs(multiprocessing.util.get_temp_dir(), exist_ok=True)
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload([WORKER_MODULE])  # takes effect only if the forkserver is not yet running
         return context
@@ -137,11 +141,12 @@ def _watch(pool: ProcessPool, outstanding: _Outstanding) -> None:
 
 
 def _current() -> tuple[ProcessPool, _Outstanding]:
-    global _pool, _outstanding
+    global _pool, _outstanding, _forkserver_broke
     with _lock:
         if _pool is not None and not _pool.active:  # broke (a worker could not start) or was stopped
             _stop(_pool)
             _pool = None
+            _forkserver_broke = True  # e.g. a forkserver whose socket folder was removed: spawn from now on
         if _pool is None:
             _pool = ProcessPool(
                 max_workers=_workers or default_workers(),

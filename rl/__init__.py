@@ -3,7 +3,8 @@
     python -m rapid_agent.rl grpo --config rl/recipes/qwen2_5_vl_7b_grpo.yaml   # stage 1: tentative solutions
     python -m rapid_agent.rl vpo --config rl/recipes/qwen2_5_vl_7b_vpo.yaml     # stage 2: VPO from stage 1
 
-Modules: `config` (the stages' GRPOConfig subclasses), `data` (datasets to prompts), `models` (captioner, LoRA,
-built-in tiny model), `rewards` (TRL reward functions), `judge` (genuine-caption judges), `metrics` (CSV, curves),
-`train` (`build_trainer`, `main`).
+Modules: `config` (the stages' GRPOConfig subclasses), `data` (datasets to prompts), `hub` (hub datasets with image
+archives), `models` (captioner in float32 masters, LoRA, built-in tiny model), `vpo` (the VPO reward: the graph's
+verdict), `rewards` (the rule rewards and the registry recipes name), `judge` (genuine-caption judges), `metrics`
+(CSV, curves), `train` (`build_trainer`, `main`).
 """

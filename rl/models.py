@@ -1,9 +1,15 @@
-"""The captioner to train, the reasoner spec, and what of the captioner trains (LoRA, vision tower).
+"""The captioner to train and what of it trains (LoRA, vision tower), in float32 master weights.
 
-`model_name_or_path` is a hub id, a local directory, or the built-in `tiny-qwen2.5-vl`: a tiny random Qwen2.5-VL
-built offline into the cache (`$RAPID_AGENT_CACHE`, default `~/.cache/rapid_agent`) the first time it is asked for,
-and rebuilt when the cached copy does not load. Its tokenizer is trained on our prompts and the synthetic world's
-texts so that prompts stay short. Building happens under a file lock so that several processes agree on one copy.
+`model_name_or_path` is a hub id, a local directory, a LoRA adapter folder (a PEFT run's output: its base model is
+loaded and the adapter merged in, so stage 2 starts from stage 1), or the built-in `tiny-qwen2.5-vl`: a tiny random
+Qwen2.5-VL built offline into the cache (`$RAPID_AGENT_CACHE`, default `~/.cache/rapid_agent`) the first time it is
+asked for, and rebuilt when the cached copy does not load. Building happens under a file lock so that several
+processes agree on one copy.
+
+Precision: the parameters the optimizer updates are float32 (`bf16: true` then computes in bfloat16 under autocast).
+With bfloat16 parameters an AdamW step at lr 1e-6 changes only the few weights whose magnitude is below ~1e-4 (its
+8-bit mantissa cannot hold a relative change of 1e-6 elsewhere), so training would silently stand still. Half-precision
+parameters are allowed only under DeepSpeed, whose optimizer keeps float32 master copies itself.
 """
 
 from __future__ import annotations
@@ -76,20 +82,55 @@ def resolve_model_path(name: str) -> str:
     return str(ensure_tiny_captioner()) if name == TINY_CAPTIONER else name
 
 
-def _dtype(config: RapidRLConfig) -> torch.dtype:
-    if config.model_dtype == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+def uses_deepspeed(config: RapidRLConfig) -> bool:
+    """Whether this run trains under DeepSpeed (a `deepspeed` config, or `accelerate launch` with a DeepSpeed plugin)."""
+    if getattr(config, "deepspeed", None):
+        return True
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true", "yes")
+
+
+def master_dtype(config: RapidRLConfig) -> torch.dtype:
+    """The dtype the trained parameters are loaded in: float32 (the master weights) unless DeepSpeed keeps them."""
+    if config.model_dtype in ("auto", "float32"):
+        return torch.float32
+    if not uses_deepspeed(config):
+        raise ValueError(
+            f"model_dtype {config.model_dtype!r} trains without float32 master weights: an AdamW step at lr "
+            f"{config.learning_rate:g} cannot move most half-precision weights. Use model_dtype 'auto' (float32 "
+            "parameters; `bf16: true` computes in bfloat16 under autocast), or train under DeepSpeed (e.g. "
+            "rl/recipes/accelerate/zero2.yaml), whose optimizer keeps float32 masters."
+        )
     return getattr(torch, config.model_dtype)
 
 
+def adapter_base(path: str | Path) -> str | None:
+    """The base model a LoRA adapter folder was trained on, or None when `path` is not an adapter folder."""
+    config_file = Path(path) / "adapter_config.json"
+    if not config_file.is_file():
+        return None
+    import json
+
+    base = json.loads(config_file.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise ValueError(f"{config_file} names no base_model_name_or_path; cannot load the adapter's base model")
+    return str(base)
+
+
 def load_captioner(config: RapidRLConfig) -> tuple[Any, Any]:
-    """The policy model and its processor (left padding, as TRL requires), with the vision tower frozen if asked."""
+    """The policy model and its processor (left padding, as TRL requires), with the vision tower frozen if asked.
+    A LoRA adapter folder (the output of a `use_peft` stage) comes back merged into its base model."""
     from transformers import AutoModelForImageTextToText
 
     from rapid_agent.backends.hf import load_processor
 
     path = resolve_model_path(config.model_name_or_path)
-    processor = load_processor(path, trust_remote_code=config.trust_remote_code)
+    base = adapter_base(path)
+    weights = resolve_model_path(base) if base is not None else path
+    processor_files = ("preprocessor_config.json", "processor_config.json")
+    has_processor = any((Path(path) / f).is_file() for f in processor_files)
+    processor = load_processor(
+        path if has_processor or base is None else weights, trust_remote_code=config.trust_remote_code
+    )
     processor.tokenizer.padding_side = "left"
     if config.max_pixels is not None:
         image_processor = processor.image_processor
@@ -97,8 +138,15 @@ def load_captioner(config: RapidRLConfig) -> tuple[Any, Any]:
         if isinstance(getattr(image_processor, "size", None), dict) and "longest_edge" in image_processor.size:
             image_processor.size = {**image_processor.size, "longest_edge": config.max_pixels}
     model = AutoModelForImageTextToText.from_pretrained(
-        path, dtype=_dtype(config), trust_remote_code=config.trust_remote_code
+        weights, dtype=master_dtype(config), trust_remote_code=config.trust_remote_code
     )
+    if base is not None:
+        from peft import PeftModel
+
+        # merged, the stage-1 weights are plain weights again: full training or a fresh LoRA starts from them
+        model = PeftModel.from_pretrained(model, path).merge_and_unload()
+        model.requires_grad_(True)  # PEFT loads for inference, with every base weight frozen
+        logger.info("merged the LoRA adapter %s into its base model %s", path, base)
     if config.freeze_vision_tower and not config.use_peft:
         for param in vision_tower(model).parameters():
             param.requires_grad_(False)

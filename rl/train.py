@@ -1,20 +1,24 @@
 """The two training stages on TRL's `GRPOTrainer`: nothing is subclassed, the stages differ only in their rewards.
 
     grpo   rule-rewarded GRPO on tentative solutions (accuracy of the boxed answer, optional format reward)
-    vpo    Visual Perception Optimisation: the frozen reasoner's correctness from each sampled caption is the reward
+    vpo    Visual Perception Optimisation: the RAPID graph's verdict on each sampled caption is the reward
 
-How VPO departs from textbook GRPO: the reward is not a function of the completion alone but of what a separate,
-frozen text-only model does with it (one batched reasoner call per step per process), a sample whose reasoner call
-failed is skipped (None) instead of scored, and a correct output that holds no genuine caption loses lambda, which
-the policy itself judges. The recipe runs `grpo` first and `vpo` from its output.
+How VPO departs from textbook GRPO: the reward is not a function of the completion alone but of what separate,
+frozen text-only models do with it (through the graph: one batched reasoner call per reasoner per step per
+process), a sample whose reasoner call failed is skipped (None, left out of the advantage baseline by TRL >= 1.6)
+instead of scored, and a correct output that holds no genuine caption loses lambda, which the policy itself judges.
+The recipe runs `grpo` first and `vpo` from its output (a LoRA output is merged in when loaded).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import trl
+from packaging.version import Version
 from trl import GRPOTrainer
 
 from rapid_agent.backends import Engine, GenerationConfig, load_engine, parse_spec
@@ -24,68 +28,108 @@ from rapid_agent.rl.data import load_train_dataset
 from rapid_agent.rl.judge import CaptionJudge, PolicyJudge, build_judge
 from rapid_agent.rl.metrics import CURVES_PNG, METRICS_CSV, CsvLogger, plot_curves
 from rapid_agent.rl.models import load_captioner, peft_config
-from rapid_agent.rl.rewards import RewardFunc, accuracy_reward, format_reward, vpo_reward
+from rapid_agent.rl.rewards import REWARDS, RewardFunc
 
 logger = logging.getLogger(__name__)
 
+#: the oldest TRL the trainer works with: 1.6 leaves a skipped (None) reward out of the group baseline (before, it
+#: counted as 0, so a failed reasoner call taught the policy), and 1.0 added `log_metric`, which carries vpo/* metrics
+MIN_TRL = "1.6.0"
+
+
+def check_trl(version: str | None = None) -> None:
+    """Refuse a TRL older than `MIN_TRL`, saying why (pyproject pins the same floor)."""
+    version = version or trl.__version__
+    if Version(version) < Version(MIN_TRL):
+        raise RuntimeError(
+            f"trl {version} is too old for rapid_agent.rl: it needs trl>={MIN_TRL} (skipped samples would be scored "
+            "0 instead of left out, and the vpo/* metrics need log_metric). pip install 'trl>={MIN_TRL}'"
+        )
+
+
+def load_reasoners(config: VPOConfig) -> list[Engine]:
+    """Every frozen reasoner of `config`, with its engine options; an in-process `hf:` model goes on this
+    process's own device unless its options place it (`device` or `device_map`)."""
+    engines = []
+    for spec in config.reasoner_specs:
+        options = config.options_for(spec)
+        if parse_spec(spec)[0] == "hf" and not {"device", "device_map"} & options.keys():
+            options["device"] = str(config.device)
+        engine = load_engine(spec, "reasoner", **options)
+        if config.reasoner_max_batch_size is not None:
+            engine.max_batch_size = config.reasoner_max_batch_size
+        engines.append(engine)
+    return engines
+
 
 def load_reasoner(config: VPOConfig) -> Engine:
-    """The frozen reasoner of `config`; an in-process model goes on this process's own device."""
-    spec = config.reasoner
-    kwargs: dict[str, Any] = {"device": str(config.device)} if parse_spec(spec)[0] == "hf" else {}
-    engine = load_engine(spec, "reasoner", **kwargs)
-    if config.reasoner_max_batch_size is not None:
-        engine.max_batch_size = config.reasoner_max_batch_size
-    return engine
+    """The first reasoner of `config` (kept for callers that use one)."""
+    return load_reasoners(config)[0]
 
 
 def stage_rewards(
     config: RapidRLConfig,
     *,
-    reasoner: Engine | None = None,
+    reasoner: Engine | Sequence[Engine] | None = None,
     judge: CaptionJudge | str | None = None,
     templates: Prompts = DEFAULT_PROMPTS,
 ) -> tuple[list[RewardFunc], list[float] | None, CaptionJudge | None]:
-    """The reward functions of the stage `config` belongs to, their weights, and the judge to bind (if any).
+    """The reward functions `config.rewards` names, their weights (`config.reward_weights`), and the judge to bind
+    (if any). `reasoner` overrides the config's reasoners (one engine or a list, in the config's order);
     `templates` are the prompts the reasoner is asked with (the captioner's come with the dataset)."""
-    if isinstance(config, SolutionConfig):
-        funcs = [accuracy_reward(mode=config.mode, answer_timeout_s=config.answer_timeout_s)]
-        if config.format_reward_weight > 0:
-            return [*funcs, format_reward(mode=config.mode)], [1.0, config.format_reward_weight], None
-        return funcs, None, None
-    if not isinstance(config, VPOConfig):
+    if not isinstance(config, (SolutionConfig, VPOConfig)):
         raise TypeError(f"config must be a SolutionConfig or VPOConfig, got {type(config).__name__}")
-    if judge is None or isinstance(judge, str):
-        spec = judge or config.judge
-        judge = build_judge(spec, max_new_tokens=config.judge_max_new_tokens)
+    if isinstance(config, VPOConfig) and (judge is None or isinstance(judge, str)):
+        judge = build_judge(
+            judge or config.judge, max_new_tokens=config.judge_max_new_tokens, options=config.judge_options
+        )
+    funcs = [
+        _build_reward(name, config, reasoner=reasoner, judge=judge, templates=templates) for name in config.rewards
+    ]
+    return funcs, config.reward_weights, judge if isinstance(config, VPOConfig) else None
+
+
+def _build_reward(name: str, config: RapidRLConfig, *, reasoner: Any, judge: Any, templates: Prompts) -> RewardFunc:
+    factory = REWARDS[name]
+    if name == "accuracy":
+        return factory(mode=config.mode, answer_timeout_s=config.answer_timeout_s)
+    if name == "format":
+        return factory(mode=config.mode)
+    if not isinstance(config, VPOConfig):  # the configs allow "vpo" in the vpo stage only
+        raise ValueError(f"reward {name!r} needs a VPOConfig (it asks the reasoners)")
     gen = GenerationConfig(config.reasoner_temperature, config.reasoner_top_p, config.reasoner_max_new_tokens)
-    reward = vpo_reward(
-        reasoner if reasoner is not None else load_reasoner(config),
+    return factory(
+        reasoner if reasoner is not None else load_reasoners(config),
         mode=config.mode,
         gen=gen,
         judge=judge if config.judges_captions else None,
         caption_penalty=config.caption_penalty,
         retries=config.reasoner_retries,
+        retry_wait_s=config.reasoner_retry_wait_s,
         templates=templates,
         answer_timeout_s=config.answer_timeout_s,
+        weights=config.reasoner_weights,
+        judge_scope=config.judge_scope,
+        strict_answers=config.strict_answers,
     )
-    return [reward], None, judge
 
 
 def build_trainer(
     config: RapidRLConfig,
     *,
-    reasoner: Engine | None = None,
+    reasoner: Engine | Sequence[Engine] | None = None,
     judge: CaptionJudge | str | None = None,
     train_dataset: Any = None,
     templates: Prompts = DEFAULT_PROMPTS,
 ) -> GRPOTrainer:
-    """A ready GRPOTrainer for `config`'s stage. Tests pass stand-in engines and small datasets here."""
+    """A ready GRPOTrainer for `config`'s stage. Tests pass stand-in engines and small datasets here; `reasoner`
+    may be one engine or a list (one per reasoner of the config)."""
+    check_trl()
     model, processor = load_captioner(config)
     dataset = train_dataset if train_dataset is not None else load_train_dataset(config)
-    funcs, weights, judge_ = stage_rewards(config, reasoner=reasoner, judge=judge, templates=templates)
-    if weights is not None:
-        config.reward_weights = weights
+    if len(dataset) == 0:
+        raise ValueError("train_dataset is empty: there is nothing to train on")
+    funcs, _, judge_ = stage_rewards(config, reasoner=reasoner, judge=judge, templates=templates)
     trainer = GRPOTrainer(
         model=model,
         reward_funcs=funcs,

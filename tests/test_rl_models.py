@@ -1,15 +1,17 @@
-"""The built-in tiny captioner cache, the reasoner alias, and what trains under the PEFT and freezing switches."""
+"""The built-in tiny captioner cache, the reasoner alias, what trains under the PEFT and freezing switches, and the\nfloat32 master weights that let a tiny learning rate move them."""
 
 from __future__ import annotations
 
 import re
 
 import pytest
+import torch
 
 from rapid_agent.rl.config import VPOConfig
 from rapid_agent.rl.models import (
     ensure_tiny_captioner,
     load_captioner,
+    master_dtype,
     peft_config,
     resolve_model_path,
     vision_tower,
@@ -71,3 +73,64 @@ def test_lora_targets_the_language_model_and_the_vision_tower_follows_the_switch
     vision_trainable = [n for n in trainable if ".visual." in n and "lora_" not in n]
     assert bool(vision_trainable) is (not freeze)
     assert not any("language_model" in n and "lora_" not in n for n in trainable)
+
+
+# --- float32 master weights ----------------------------------------------------------------------------------------
+
+
+def test_parameters_load_in_float32_also_where_a_gpu_would_pick_bfloat16(tmp_path, captioner_dir, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    model, _ = load_captioner(_config(tmp_path, captioner_dir, bf16=False, use_cpu=True))
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+
+
+def test_half_precision_parameters_need_deepspeed(tmp_path, captioner_dir, monkeypatch):
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
+    config = _config(tmp_path, captioner_dir, model_dtype="bfloat16")
+    with pytest.raises(ValueError, match=r"model_dtype 'bfloat16' trains without float32 master weights"):
+        load_captioner(config)
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # what `accelerate launch` with a ZeRO config sets
+    assert master_dtype(config) == torch.bfloat16
+
+
+def _lm_step(model, *, lr: float, autocast: bool) -> dict[str, torch.Tensor]:
+    """One AdamW step on a language-modelling loss; returns each parameter's change."""
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    ids = torch.randint(10, 200, (2, 24), generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    optimizer.step()
+    return {n: (p.detach().float() - before[n].float()) for n, p in model.named_parameters()}
+
+
+def test_a_tiny_lr_step_moves_fp32_master_weights_as_the_fp32_reference_does(tmp_path, captioner_dir) -> None:
+    """At lr 1e-6 a bfloat16-autocast step on float32 parameters moves the weights as a float32 step does, while
+    the same step on bfloat16 parameters leaves almost all of them where they were."""
+    config = _config(tmp_path, captioner_dir)
+    language = "language_model"
+    deltas = {}
+    for name, autocast in (("fp32", False), ("masters", True)):
+        model, _ = load_captioner(config)
+        deltas[name] = {n: d for n, d in _lm_step(model, lr=1e-6, autocast=autocast).items() if language in n}
+    model, _ = load_captioner(config)
+    deltas["bf16"] = {n: d for n, d in _lm_step(model.to(torch.bfloat16), lr=1e-6, autocast=False).items()}
+    deltas["bf16"] = {n: d for n, d in deltas["bf16"].items() if language in n}
+
+    flat = {k: torch.cat([d.flatten() for d in v.values()]) for k, v in deltas.items()}
+    # the weights the float32 reference moves (embedding rows of tokens not in the batch get no gradient)
+    trained = flat["fp32"] != 0
+    assert trained.float().mean() > 0.5
+
+    def moved(which: str) -> float:
+        return (flat[which][trained] != 0).float().mean().item()
+
+    print(f"share of the reference's moved weights that move at lr 1e-6: bf16 autocast on fp32 masters "
+          f"{moved('masters'):.3f}, pure bf16 parameters {moved('bf16'):.3f}")  # fmt: skip
+    assert moved("masters") > 0.99
+    # Adam's first step is lr * sign(grad): the autocast step must agree with the reference on (nearly) every weight
+    agree = (torch.sign(flat["masters"][trained]) == torch.sign(flat["fp32"][trained])).float().mean().item()
+    assert agree > 0.95, agree
+    assert flat["masters"].abs().max().item() == pytest.approx(1e-6, rel=0.05)
+    assert moved("bf16") < 0.2

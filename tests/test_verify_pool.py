@@ -173,6 +173,25 @@ def test_a_script_without_a_main_guard_ends_with_a_verdict_and_a_failure_names_t
     assert all(r == "REASON match" or "if __name__ == '__main__'" in r for r in reasons), reasons
 
 
+def test_workers_start_although_something_removed_multiprocessings_temp_folder(tmp_path):
+    # the forkserver's socket lives there; a /tmp cleaner that removed it once made every check a failure
+    script = tmp_path / "cleaned.py"
+    script.write_text(
+        textwrap.dedent(
+            r"""
+            import multiprocessing.util, shutil
+            from rapid_agent.answers import check_answer
+            if __name__ == "__main__":
+                shutil.rmtree(multiprocessing.util.get_temp_dir())
+                print(check_answer(r"\boxed{\frac{2}{4}}", r"\frac{1}{2}", timeout_s=20).reason)
+            """
+        )
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "match"
+
+
 def test_pool_size(monkeypatch):
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     monkeypatch.delenv("RAPID_ANSWER_WORKERS", raising=False)

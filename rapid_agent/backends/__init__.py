@@ -154,11 +154,14 @@ def _check_options(cls: type, provider: str, options: Mapping[str, Any]) -> None
     must not surface as a TypeError deep inside a model load)."""
     import inspect
 
-    params = inspect.signature(cls.__init__).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return  # e.g. vLLM passes everything on to vllm.LLM, which checks its own arguments
-    known = sorted(n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and n != "role")
-    unknown = sorted(set(options) - set(known))
+    known = getattr(cls, "known_options", None)  # an engine that takes **options names them itself
+    if known is None:
+        params = inspect.signature(cls.__init__).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return  # e.g. vLLM passes everything on to vllm.LLM, which checks its own arguments
+        known = [n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and n != "role"]
+    known = sorted(set(known) - {"base_url"})  # the spec gives it
+    unknown = sorted(set(options) - set(known) - {"base_url"})
     if unknown:
         raise ValueError(f"unknown {provider!r} engine option(s) {unknown}; known options: {known}")
 

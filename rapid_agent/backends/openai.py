@@ -28,7 +28,7 @@ import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import httpx
@@ -82,6 +82,9 @@ class OpenAIEngine(Engine):
     """
 
     streams = True
+
+    #: the options `load_engine(spec, role, **options)` may pass (checked there, with the others' names)
+    known_options = tuple(f.name for f in fields(OpenAIOptions))
 
     def __init__(self, model: str, *, base_url: str, role: Role, **options: Any) -> None:
         if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
