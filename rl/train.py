@@ -29,6 +29,7 @@ from rapid_agent.rl.judge import CaptionJudge, PolicyJudge, build_judge
 from rapid_agent.rl.metrics import CURVES_PNG, METRICS_CSV, CsvLogger, plot_curves
 from rapid_agent.rl.models import load_captioner, peft_config
 from rapid_agent.rl.rewards import REWARDS, RewardFunc
+from rapid_agent.telemetry.training import OTelTrainerCallback
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +138,8 @@ def build_trainer(
         train_dataset=dataset,
         processing_class=processor,
         peft_config=peft_config(config, model),
-        callbacks=[CsvLogger(Path(config.output_dir) / METRICS_CSV)],
+        # the OTel callback is a no-op unless tracing is on (`--trace`, or the OTEL_* variables)
+        callbacks=[CsvLogger(Path(config.output_dir) / METRICS_CSV), OTelTrainerCallback()],
     )
     if isinstance(judge_, PolicyJudge):
         judge_.bind(trainer)

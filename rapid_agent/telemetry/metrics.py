@@ -42,7 +42,12 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "rapid.train.reward.std": ("gauge", "1", "standard deviation of a training step's rewards"),
     "rapid.train.accuracy": ("gauge", "1", "accuracy reward of a training step (GRPO stage)"),
     "rapid.train.reasoner_accuracy": ("gauge", "1", "the frozen reasoner's accuracy on a step's captions (VPO)"),
-    "rapid.train.valid_caption_ratio": ("gauge", "1", "share of a step's correct outputs judged genuine captions"),
+    "rapid.train.valid_caption_ratio": ("gauge", "1", "share of a step's sampled captions judged genuine"),
+    "rapid.train.valid_caption_ratio.correct": (
+        "gauge",
+        "1",
+        "share of a step's correct outputs judged genuine captions",
+    ),
     "rapid.train.samples_per_second": ("gauge", "{completion}/s", "completions trained on per second"),
     "rapid.reasoner.latency": ("histogram", "s", "time the reasoner took to answer (one graph run or one batch)"),
     "rapid.captioner.latency": ("histogram", "s", "time the captioner took to describe (one graph run)"),

@@ -27,7 +27,9 @@ KNOWN_KEYS = {
     "reward_std": "rapid.train.reward.std",
     "rewards/accuracy/mean": "rapid.train.accuracy",
     "vpo/reasoner_accuracy": "rapid.train.reasoner_accuracy",
-    "vpo/valid_caption_ratio": "rapid.train.valid_caption_ratio",
+    # over every sampled caption (the paper's plot) or over the correct ones, as the run's judge_scope says
+    "vpo/valid_caption_ratio_all": "rapid.train.valid_caption_ratio",
+    "vpo/valid_caption_ratio_correct": "rapid.train.valid_caption_ratio.correct",
 }
 LATENCY_KEY = "vpo/reasoner_latency_s"
 
