@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
+import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -13,9 +16,8 @@ from rapid_agent.demo import DemoConfig, add_arguments, run_demo
 from rapid_agent.demo.cache import MANIFEST, check_entry, ensure_entry
 from rapid_agent.demo.captioner import ensure_captioner
 from rapid_agent.demo.report import REPORT_FILES, paired_effect
-from rapid_agent.demo.vpo import WorldCaptionJudge
 from rapid_agent.eval.evaluate import EvalResult
-from rapid_agent.world import generate_items
+from rapid_agent.world import generate_items, parse_counts
 
 # ---------------------------------------------------------------------------------------------------- the cache
 
@@ -143,6 +145,17 @@ def test_config_errors_name_the_field() -> None:
     assert DemoConfig(sft_lr=1e-3).captioner_key_fields() != DemoConfig().captioner_key_fields()
 
 
+def test_vpo_scores_answers_as_the_table_does(tmp_path: Path) -> None:
+    """The demo's reasoner rarely writes \\boxed{}: a strict VPO parse would reward nothing the table counts right."""
+    from rapid_agent.config import RapidContext
+    from rapid_agent.demo.vpo import _vpo_config
+
+    vpo = _vpo_config(DemoConfig.preset(True), tmp_path / "captioner", tmp_path / "out", "hf:x", penalty=0.5)
+    assert vpo.strict_answers == RapidContext().strict_answers is False
+    assert (vpo.judge, vpo.caption_penalty) == ("policy", 0.5)
+    assert _vpo_config(DemoConfig.preset(True), tmp_path, tmp_path, "hf:x", penalty=0.0).judge == "off"
+
+
 def test_arguments() -> None:
     parser = argparse.ArgumentParser()
     add_arguments(parser)
@@ -150,34 +163,246 @@ def test_arguments() -> None:
     assert (args.quick, args.out, args.seeds, args.cache_dir, args.vpo_steps) == (True, "x", 3, "c", 0)
 
 
-def test_world_caption_judge() -> None:
-    judge = WorldCaptionJudge()
-    captions = [
-        "2 red circles, 1 blue square.",
-        "There are 3 red shapes and 2 circles.",
-        "No shapes.",
-        "There are 3 red shapes. \\boxed{3}",  # a count, but it also answers in the caption slot
-        "The answer is 6.",
-        "",
-        None,
+def test_the_mixture_teaches_styles_by_weight_and_answers_only_where_taught() -> None:
+    from rapid_agent.demo.mixture import NO, STYLED_MODE, YES, plan, task_target
+
+    items = generate_items(400, seed=3, levels=(1, 2), max_objects=8)
+    weights = {"counts": 0.4, "objects": 0.2, "vague": 0.2, "answer": 0.2}
+    examples = plan(
+        items,
+        prompts=DemoConfig().prompts,
+        style_weights=weights,
+        style_examples=2,
+        judge_examples=0.5,
+        solution_levels=(1,),
+        seed=0,
+    )
+    by_task = Counter(e.task for e in examples)
+    assert by_task["cap"] == by_task["qcap"] == by_task["direct"] == 400 and by_task[STYLED_MODE] == 800
+    assert 160 < by_task["judge"] < 240  # about every other item
+    styled = [e for e in examples if e.task == STYLED_MODE]
+    level = {i: item["level"] for i, item in enumerate(items)}
+    drawn = {lv: Counter(e.style for e in styled if level[e.image_index] == lv) for lv in (1, 2)}
+    assert drawn[2]["answer"] == 0  # not taught the arithmetic: no bare answer on level 2
+    assert 0.12 < drawn[1]["answer"] / 400 < 0.28 and 0.3 < drawn[1]["counts"] / 400 < 0.5
+    for e in styled:
+        item = items[e.image_index]
+        assert e.target.startswith("<caption>") and e.target == task_target(STYLED_MODE, item, e.style)
+    # alone, the captioner answers only where taught; elsewhere it states the counts and no expression that
+    # math-verify would evaluate to the answer ("Compute 2 * 3." is scored right against 6)
+    direct = {items[e.image_index]["id"]: e.target for e in examples if e.task == "direct"}
+    for item in items:
+        if item["level"] == 1:
+            assert direct[item["id"]] == item["solution"] and "\\boxed" in item["solution"]
+        else:
+            assert direct[item["id"]] == item["query_caption"] and not re.search(r"[*+]", direct[item["id"]])
+    assert task_target("direct", items[1], taught=True) == items[1]["solution"] and items[1]["level"] == 2
+    judged = [e for e in examples if e.task == "judge"]
+    assert all(e.image_index is None and e.target == (NO if e.style == "answer" else YES) for e in judged)
+    assert {e.target for e in judged} == {YES, NO} and all("Describes the image:" in e.prompt for e in judged)
+    with pytest.raises(ValueError, match="unknown styles"):
+        plan(
+            items[:2],
+            prompts=DemoConfig().prompts,
+            style_weights={"poem": 1.0},
+            style_examples=1,
+            judge_examples=0,
+            solution_levels=None,
+            seed=0,
+        )
+
+
+def test_text_only_examples_are_encoded_as_the_engine_formats_them(tmp_path: Path) -> None:
+    from rapid_agent.backends.hf import load_processor
+    from rapid_agent.demo.sft import Encoder, build_examples, collate
+    from rapid_agent.models import build_tiny_qwen2_5_vl
+    from rapid_agent.rl.judge import judge_request
+
+    processor = load_processor(build_tiny_qwen2_5_vl(tmp_path / "m", min_pixels=112 * 112, max_pixels=112 * 112))
+    encoder = Encoder(processor)
+    request = judge_request("2 red circles.")
+    encoded = encoder.encode(request.prompt, "yes")
+    served = processor.apply_chat_template(request.messages(), add_generation_prompt=True, tokenize=False)
+    assert (
+        encoded.input_ids[: encoded.target_start] == processor.tokenizer(served, add_special_tokens=False)["input_ids"]
+    )
+    assert encoded.image_index is None and encoded.input_ids[-1] == encoder.eos
+
+    from rapid_agent.demo.mixture import Example
+
+    items = generate_items(2, seed=0)
+    examples, pixels, grids = build_examples(
+        items, [Example("judge", request.prompt, "yes", None), Example("cap", "Describe.", "x", 1)], encoder
+    )
+    batch = collate(examples, pixels, grids, pad_id=0)
+    assert batch["image_grid_thw"].shape[0] == 1  # only the image example brings patches
+    assert "pixel_values" not in collate(examples[:1], pixels, grids, pad_id=0)
+
+
+def test_count_labels_and_the_digit_weighted_loss() -> None:
+    import torch
+
+    from rapid_agent.demo.sft import count_labels, weighted_loss
+
+    item = next(it for it in generate_items(50, seed=4, max_objects=8) if "2 " in it["description"])
+    counts = count_labels(item, 4)
+    kinds = parse_counts(item["description"])
+    assert len(counts) == 12 + 4 + 3 and sum(counts[:12]) == sum(counts[12:16]) == sum(counts[16:]) == sum(
+        kinds.values()
+    )
+
+    logits = torch.zeros(1, 4, 5)
+    logits[0, 0, 1] = logits[0, 1, 2] = 5.0  # right about token 1, wrong about token 3
+    labels = torch.tensor([[-100, 1, 3, -100]])
+    heavy = torch.tensor([False, False, False, True, False])
+    plain = torch.nn.functional.cross_entropy(logits[0, :2], labels[0, 1:3])
+    assert weighted_loss(logits, labels, heavy, 1.0) == pytest.approx(plain.item())
+    ce = torch.nn.functional.cross_entropy(logits[0, :2], labels[0, 1:3], reduction="none")
+    assert weighted_loss(logits, labels, heavy, 3.0) == pytest.approx(((ce[0] + 3 * ce[1]) / 4).item())
+
+
+def test_world_solver_and_majority_vote() -> None:
+    from rapid_agent.backends import ChatRequest, Completion, Engine, GenerationConfig
+    from rapid_agent.demo.solver import MajorityVote, WorldSolver
+    from rapid_agent.perception import Perception, reasoner_prompt
+
+    prompts = DemoConfig().prompts
+    question = "What is the sum of the number of red shapes and the number of circles?"
+    prompt = reasoner_prompt(
+        question, Perception("There are 3 red shapes. There are 2 circles.", "x"), "qcap+sol", prompts
+    )
+    vague = reasoner_prompt(question, Perception("Some red shapes.", "Count them."), "qcap+sol", prompts)
+    gen = GenerationConfig(temperature=0.2, max_new_tokens=8)
+    solved = WorldSolver().generate([ChatRequest(prompt), ChatRequest(vague), ChatRequest("no question")], gen)
+    assert solved[0].text == "\\boxed{5}" and "not say" in solved[1].text and isinstance(solved[2], ValueError)
+
+    class BySeed(Engine):
+        """Answers by sampling seed: 7, 7, 4, ... and fails the second request at seed 7."""
+
+        def __init__(self) -> None:
+            self.seeds: list[int | None] = []
+
+        def generate(self, requests, gen):
+            self.seeds.append(gen.seed)
+            text = f"so it is {7 if gen.seed in (6, 7) else 4}."
+            return [ValueError("down") if i == 1 and gen.seed == 7 else Completion(text) for i in range(len(requests))]
+
+    inner = BySeed()
+    out = MajorityVote(inner, 3).generate([ChatRequest("a"), ChatRequest("b")], dataclasses.replace(gen, seed=2))
+    assert inner.seeds == [6, 7, 8]  # seed 2 of a 3-vote: samples 6, 7, 8
+    assert out[0].text == "\\boxed{7}" and out[0].meta["votes"] == ["7", "7", "4"]
+    assert out[1].meta["votes"] == ["7", "4"]  # a failed sample has no vote; a tie goes to the first seen
+    assert out[1].text == "\\boxed{7}"
+    with pytest.raises(ValueError, match="k must be"):
+        MajorityVote(inner, 0)
+
+
+def test_replay_answers_from_recorded_captions_without_a_captioner() -> None:
+    from rapid_agent.backends.stand_in import FunctionEngine
+    from rapid_agent.config import RapidContext
+    from rapid_agent.demo.rows import replay
+    from rapid_agent.demo.solver import WorldSolver
+    from rapid_agent.eval.evaluate import summarize
+
+    question = "How many red shapes are there?"
+    records = [
+        {
+            "row": "qcap",
+            "seed": s,
+            "id": str(i),
+            "level": 1,
+            "question": question,
+            "answer": "2",
+            "choices": [],
+            "correct": False,
+            "errors": [],
+            "captioner_output": out,
+        }
+        for s in (0, 1)
+        for i, out in enumerate(["There are 2 red shapes.", "There are 5 red shapes.", None])
     ]
-    assert judge(captions) == [True, True, True, False, False, False, False]
+    source = EvalResult(records, summarize(records))
+    captioner = FunctionEngine(lambda r: "never called")
+    context = RapidContext(captioner=captioner, reasoner=FunctionEngine(lambda r: "?"), prompts=DemoConfig().prompts)
+    result = replay(source, "qcap", reasoner=WorldSolver(), name="qcap>solver", context=context)
+    assert captioner.num_calls == 0
+    by = {(r["seed"], r["id"]): r for r in result.records}
+    assert len(by) == 6 and {r["row"] for r in result.records} == {"qcap>solver"}
+    assert by[(0, "0")]["correct"] and not by[(1, "1")]["correct"] and by[(1, "1")]["prediction"] == "5"
+    assert by[(0, "2")]["correct"] is False and by[(0, "2")]["errors"]  # no caption recorded: failed, not lost
+    assert result.row("qcap>solver").accuracy == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="no records of row"):
+        replay(source, "cap", reasoner=WorldSolver(), name="x", context=context)
 
 
-def test_sft_targets_stop_at_the_counts_where_arithmetic_is_not_taught() -> None:
-    from rapid_agent.demo.sft import task_target
+def test_style_shares_and_judge_agreement_from_a_scripted_captioner() -> None:
+    from rapid_agent.backends.stand_in import FunctionEngine
+    from rapid_agent.demo import measure
+    from rapid_agent.world import style_text
 
-    level1, level2 = generate_items(2, seed=0, levels=(1, 2))
-    for item in (level1, level2):
-        assert task_target("sol", item, None) == item["solution"].rstrip() and "\\boxed" in item["solution"]
-        assert task_target("qcap", item, (1,)) == item["query_caption"] != task_target("cap", item, (1,))
-    assert task_target("sol", level1, (1,)) == task_target("direct", level1, (1,)) == level1["solution"]
-    # level 2 is not taught to the end: the tentative solution states the two counts and no answer
-    taught = task_target("qcap+sol", level2, (1,))
-    assert taught == f"<caption>{level2['query_caption']}</caption>\n<solution>{level2['query_caption']}</solution>"
-    assert "\\boxed" not in taught and level2["answer"] not in taught
-    with pytest.raises(ValueError, match="sft_solution_levels"):
-        DemoConfig(levels=(1, 2), sft_solution_levels=(3,))
+    items = generate_items(6, seed=2, levels=(1, 2), max_objects=8)
+    by_question = {item["question"]: item for item in items}
+
+    def captioner(request) -> str:
+        if "Describes the image:" in request.prompt:  # the judge: says yes to everything
+            return "yes"
+        item = next(it for q, it in by_question.items() if q in request.prompt)
+        style = "counts" if item["level"] == 1 else "answer"
+        return "<caption>{}</caption>\n<solution>{}</solution>".format(*style_text(item, style))
+
+    engine = FunctionEngine(captioner)
+    config = DemoConfig()
+    found = measure.styles(engine, items, config, samples=2, temperature=1.0)
+    levels = [item["level"] for item in items]
+    assert found["samples"] == 12 and found["exact_in_style"] == 1.0
+    assert found["shares"]["counts"] == pytest.approx(levels.count(1) / 6)
+    assert found["by_level"][2]["answer"] == 1.0
+    assert found["per_item_usable"] == {it["id"]: float(it["level"] == 1) for it in items}
+    judged = measure.judge(engine, items * 4, config)
+    assert judged["by_style"]["answer"] == 0.0 and judged["unparsed"] == 0.0
+    assert all(v == 1.0 for s, v in judged["by_style"].items() if s != "answer")
+
+
+def test_effects_name_each_claim() -> None:
+    from rapid_agent.demo.report import effects, paired_values
+    from rapid_agent.eval.evaluate import summarize
+
+    def result(rows: dict[str, list[bool]]) -> EvalResult:
+        records = [
+            {"row": row, "seed": seed, "id": str(i), "level": 1, "correct": c, "errors": []}
+            for row, marks in rows.items()
+            for seed in (0, 1)
+            for i, c in enumerate(marks)
+        ]
+        return EvalResult(records, summarize(records))
+
+    config = DemoConfig(modes=("qcap",))
+    sft = result(
+        {
+            "end-to-end": [False] * 4,
+            "qcap": [True] * 4,
+            "qcap+sol": [True, False, False, False],
+            "qcap+sol>solver": [True] * 4,
+        }
+    )
+    vpo = result({"qcap+sol": [True, True, True, False]})
+    styles = {
+        "sft": {"styles": {"per_item_usable": {str(i): 0.25 for i in range(4)}, "per_item_descriptive": {}}},
+        "vpo": {
+            "styles": {
+                "per_item_usable": {str(i): 0.75 for i in range(4)},
+                "per_item_descriptive": {str(i): 1.0 for i in range(4)},
+            }
+        },
+        "vpo-no-penalty": {"styles": {"per_item_usable": {}, "per_item_descriptive": {str(i): 0.5 for i in range(4)}}},
+    }
+    found = effects({"sft": sft, "vpo": vpo, "vpo-no-penalty": vpo}, styles, config)
+    assert [e.a for e in found["decoupling"]] == ["qcap", "qcap+sol"] and found["decoupling"][0].delta == 1.0
+    assert found["vpo"][0].delta == pytest.approx(0.5) and found["vpo"][1].delta == pytest.approx(0.5)
+    assert found["penalty"][0].delta == pytest.approx(0.5) and found["penalty"][0].beyond_noise
+    assert found["stronger"][0].a == "sft:qcap+sol>solver" and found["stronger"][0].delta == pytest.approx(0.75)
+    assert found["decoupling"][0].seeds == 2 and found["decoupling"][0].seed_std == 0.0
+    assert paired_values({"a": 1.0}, {"b": 0.0}, "x", "y") is None
 
 
 def test_paired_effect() -> None:
@@ -204,8 +429,14 @@ def test_quick_demo_writes_every_report_file(tmp_path: Path) -> None:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     with (out / "accuracy.csv").open() as f:
         rows = {r["row"]: r for r in csv.DictReader(f)}
-    assert "sft:end-to-end" in rows and "sft:qcap+sol" in rows and "vpo:qcap+sol" in rows
+    assert {"sft:end-to-end", "sft:qcap+sol", "vpo:qcap+sol", "vpo:qcap+sol>solver", "vpo:qcap+sol>vote"} <= set(rows)
     assert all(0 <= float(r["accuracy"]) <= 1 for r in rows.values())
+    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
+    sampled = [r for r in records if r["row"] == "qcap+sol"]
+    replayed = [r for r in records if r["row"].startswith("qcap+sol>")]
+    # the stronger reasoners answer from the recorded captions: no captioner ran for them
+    assert all("captioner_latency_s" in (r["metrics"] or {}) for r in sampled)
+    assert replayed and all("captioner_latency_s" not in (r["metrics"] or {}) for r in replayed)
     page = (out / "examples.html").read_text()
     assert page.count("data:image/png;base64,") == DemoConfig.preset(True).n_examples
     assert (out / "vpo_curves.png").read_bytes()[:4] == b"\x89PNG"
@@ -213,7 +444,11 @@ def test_quick_demo_writes_every_report_file(tmp_path: Path) -> None:
     assert {"rapid.perceive", "rapid.reason"} <= {s["name"] for s in spans}
     readme = (out / "README.md").read_text()
     assert "noise" in readme and "| captioner alone (end to end) |" in readme
-    assert summary["captioner_built"] and summary["timings"]["total"] > 0
+    assert "`hf:smollm2-135m-instruct`" in readme and str(Path.home()) not in readme and str(tmp_path) not in readme
+    sft = summary["checks"]["sft"]
+    assert 0 <= sft["descriptions"]["exact"] <= 1 and sft["judge"]["n"] == DemoConfig.preset(True).n_test
+    assert summary["captioner_built"] and summary["timings"]["wall_s"]["total"] > 0
+    assert len(summary["vpo"]["vpo"]["style_curve"]) == DemoConfig.preset(True).vpo_steps + 1
     # a second run reuses the cached captioner
     again = run_demo(tmp_path / "report2", quick=True, cache_dir=tmp_path / "cache", progress=False, vpo_steps=0)
     assert not again["captioner_built"]
@@ -253,6 +488,6 @@ def test_level_table_splits_rows_by_level() -> None:
 
     found = records("end-to-end", [(1, True), (1, True), (2, False), (2, False)])
     found += records("qcap", [(1, True), (1, False), (2, True), (2, True)])
-    table = level_table({"sft": EvalResult(found, summarize(found))})
-    assert "| sft | captioner alone (end to end) | 100.0 | 0.0 |" in table
-    assert "| sft | decoupled: qcap | 50.0 | 100.0 |" in table
+    table = level_table({"sft": EvalResult(found, summarize(found))}, DemoConfig())
+    assert "| SFT captioner | captioner alone (end to end) | 100.0 | 0.0 |" in table
+    assert "| SFT captioner | decoupled: qcap | 50.0 | 100.0 |" in table

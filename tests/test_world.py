@@ -12,21 +12,27 @@ import pytest
 
 from rapid_agent.world import (
     COLOURS,
+    DESCRIPTIVE,
     FEATURES,
     PALETTE,
     SHAPES,
+    STYLES,
     TEMPLATES,
     Scene,
     SceneObject,
     answer_from_description,
+    answer_from_text,
     ask,
     build_world,
     describe,
     generate_items,
+    is_description,
     parse_counts,
     render,
     sample_scene,
     solution,
+    style_of,
+    style_text,
 )
 
 ALL_KINDS = {kind for templates in TEMPLATES.values() for kind in templates}
@@ -216,3 +222,45 @@ def test_a_tiny_world_that_cannot_hold_out_says_so():
     with pytest.raises(ValueError, match="too small"):
         # One cell, one object, three level-1 templates: 36 (scene, question) pairs, all of them drawn for test.
         build_world(5, 400, seed=0, image_size=28, grid=1, levels=(1,))
+
+
+def test_object_lists_count_like_the_description(items):
+    for item in items[:200]:
+        listed = Counter(tuple(m) for m in re.findall(r"an? (\w+) (\w+)", item["objects"]))
+        assert dict(listed) == parse_counts(item["description"]), item
+
+
+def test_every_style_is_read_back_and_true_to_the_scene():
+    items = generate_items(300, seed=9, levels=(1, 2), max_objects=8)
+    for item in items:
+        for style in STYLES:
+            caption, solution_text = style_text(item, style)
+            assert style_of(caption) == style, (style, caption)
+            assert is_description(caption) == (style in DESCRIPTIVE)
+            stated = answer_from_text(f"{caption}\n{solution_text}", item["question"])
+            # the exact solver reads every style but the vague one to the gold answer; the vague one says no count
+            assert stated == (None if style == "vague" else item["answer"]), (style, caption, solution_text)
+        counts_caption, counts_solution = style_text(item, "counts")
+        assert counts_caption == item["query_caption"]
+        if item["level"] == 2:  # the operation set up on the two stated counts, the arithmetic left out
+            a, b = re.findall(r"\d+", item["query_caption"])
+            op = "*" if item["kind"].startswith("product") else "+"
+            assert counts_solution == f"Compute {a} {op} {b}." and item["answer"] not in re.findall(
+                r"\d+", counts_solution
+            )
+        else:
+            assert counts_solution == item["solution"]
+    assert style_of("There are 3 red shapes. \\boxed{3}") == "other" and style_of(None) == "other"
+    with pytest.raises(ValueError, match="unknown style"):
+        style_text(items[0], "poem")
+
+
+def test_answer_from_text_prefers_the_asked_counts_and_reads_single_objects():
+    question = "What is the product of the number of red shapes and the number of circles?"
+    assert answer_from_text("There are 3 red shapes. There are 2 circles.", question) == "6"
+    # stated counts of other groups are not the asked ones: the per-kind counts decide
+    assert answer_from_text("There are 9 blue shapes. 2 red circles, 1 red square.", question) == "6"
+    assert answer_from_text("a red circle, a blue circle, a red square.", question) == "4"
+    assert answer_from_text("Some red shapes. \\boxed{12}", question) == "12"
+    assert answer_from_text("Nothing to see.", question) is None
+    assert answer_from_text("There are 3 red shapes.", "Which colour has the most shapes?") is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,10 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from rapid_agent.backends import ChatRequest, GenerationConfig
-from rapid_agent.demo import sft
+from rapid_agent.demo import measure, mixture, sft
 from rapid_agent.demo.cache import config_key, default_cache_root, ensure_entry
 from rapid_agent.demo.config import DemoConfig
-from rapid_agent.world import COLOURS, SHAPES, parse_counts
+from rapid_agent.world import COLOURS, SHAPES
 
 logger = logging.getLogger(__name__)
 
@@ -29,47 +29,11 @@ logger = logging.getLogger(__name__)
 MODEL_DIR = "captioner"
 
 
-def describe_accuracy(outputs: Sequence[str], items: Sequence[dict]) -> dict[str, float]:
-    """How right the captioner's descriptions are: exact text, and the same (colour, shape) counts."""
-    exact = sum(o.strip() == item["description"] for o, item in zip(outputs, items, strict=True))
-    counts = sum(parse_counts(o) == parse_counts(item["description"]) for o, item in zip(outputs, items, strict=True))
-    n = max(len(items), 1)
-    return {"n": len(items), "exact": exact / n, "same_counts": counts / n}
-
-
-def measure_descriptions(model: Any, processor: Any, items: Sequence[dict], config: DemoConfig) -> dict[str, Any]:
-    """Greedy "cap" descriptions and "qcap" query-related captions of held-out items, scored against the world's
-    own: the description's exact text and counts, and each level's share of exactly right query captions."""
-    from rapid_agent.backends.hf import HFEngine
-
-    engine = HFEngine.from_model(model, processor, role="captioner", spec="sft-captioner", max_batch_size=64)
-    gen = GenerationConfig(temperature=0.0, top_p=1.0, max_new_tokens=config.captioner_max_new_tokens)
-    start = time.perf_counter()
-    requests = [ChatRequest(prompt=sft.task_prompt("cap", "", config.prompts), image=i["image"]) for i in items]
-    requests += [
-        ChatRequest(prompt=sft.task_prompt("qcap", i["question"], config.prompts), image=i["image"]) for i in items
-    ]
-    outs = engine.generate(requests, gen)
-    texts = [o.text.strip() if not isinstance(o, Exception) else "" for o in outs]
-    descriptions, query_captions = texts[: len(items)], texts[len(items) :]
-    by_level: dict[int, list[bool]] = {}
-    for item, text in zip(items, query_captions, strict=True):
-        by_level.setdefault(item["level"], []).append(text == item["query_caption"])
-    return {
-        **describe_accuracy(descriptions, items),
-        "query_caption_exact": {level: sum(v) / len(v) for level, v in sorted(by_level.items())},
-        "seconds": time.perf_counter() - start,
-        "examples": [
-            {"id": i["id"], "gold": i["description"], "output": t, "query_caption": q}
-            for i, t, q in zip(items[:3], descriptions[:3], query_captions[:3])
-        ],
-    }
-
-
 def train_captioner(
     folder: Path, train_items: Sequence[dict], held_out: Sequence[dict], config: DemoConfig, *, progress: bool = True
 ) -> dict[str, Any]:
-    """Tokenizer, model, SFT and a held-out description check; saves the captioner under `folder/MODEL_DIR`."""
+    """Tokenizer, model, SFT and held-out checks (descriptions, styles, judge); saves the captioner under
+    `folder/MODEL_DIR`."""
     import transformers
     from transformers import AutoModelForImageTextToText
 
@@ -78,7 +42,7 @@ def train_captioner(
 
     transformers.logging.set_verbosity_error()  # weight-loading reports of a model we just built say nothing new
     started = time.perf_counter()
-    tokenizer = build_tokenizer(sft.corpus(train_items, config.prompts), vocab_size=config.vocab_size)
+    tokenizer = build_tokenizer(mixture.corpus(train_items, config.prompts), vocab_size=config.vocab_size)
     path = build_tiny_qwen2_5_vl(
         folder / MODEL_DIR,
         tokenizer=tokenizer,
@@ -96,9 +60,16 @@ def train_captioner(
     processor = load_processor(path)
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
     encoder = sft.Encoder(processor)
-    examples, pixels, grids = sft.build_examples(
-        train_items, encoder, config.prompts, solution_levels=config.sft_solution_levels
+    taught = mixture.plan(
+        train_items,
+        prompts=config.prompts,
+        style_weights=dict(config.sft_styles),
+        style_examples=config.sft_style_examples,
+        judge_examples=config.sft_judge_examples,
+        solution_levels=config.sft_solution_levels,
+        seed=config.sft_seed,
     )
+    examples, pixels, grids = sft.build_examples(train_items, taught, encoder)
     cells = sft.token_cells(grids, encoder.merge, config.grid)
     targets = [torch.tensor(sft.cell_labels(item, config.grid))[c] for item, c in zip(train_items, cells)]
     bar = tqdm(total=config.sft_steps, desc="captioner SFT", unit="step", disable=not progress, leave=False)
@@ -120,25 +91,49 @@ def train_captioner(
             seed=config.sft_seed,
             token_targets=targets,
             aux_weight=config.sft_aux_weight,
+            image_counts=[sft.count_labels(item, config.grid) for item in train_items],
+            count_weight=config.sft_count_weight,
+            count_layer=max(0, config.layers // 2 - 1),
+            max_count=config.max_objects,
+            digit_ids=[
+                i for t, i in tokenizer.get_vocab().items() if tokenizer.convert_tokens_to_string([t]).isdigit()
+            ],
+            digit_weight=config.sft_digit_weight,
             num_cell_classes=1 + len(COLOURS) * len(SHAPES),
             on_step=on_step,
         )
     finally:
         bar.close()
     sft.save(model, processor, path)
-    descriptions = measure_descriptions(model, processor, held_out, config)
+    checks = measure_captioner(model, processor, held_out, config)
     tail = result.losses[-20:]
     return {
         "config": config.captioner_key_fields(),
         "parameters": sum(p.numel() for p in model.parameters()),
         "vocab": len(tokenizer),
         "examples": len(examples),
+        "examples_per_task": dict(Counter(e.task for e in taught)),
         "mean_tokens": sum(len(e.input_ids) for e in examples) / max(len(examples), 1),
         "sft_steps": result.steps,
         "sft_seconds": result.seconds,
         "sft_final_loss": sum(tail) / max(len(tail), 1),
         "build_seconds": time.perf_counter() - started,
-        "descriptions": descriptions,
+        **checks,
+    }
+
+
+def measure_captioner(model: Any, processor: Any, held_out: Sequence[dict], config: DemoConfig) -> dict[str, Any]:
+    """The trained captioner on held-out items, against the world's truth: descriptions, the styles it samples in
+    the VPO mode (at the VPO temperature), and its verdicts as the caption judge."""
+    from rapid_agent.backends.hf import HFEngine
+
+    engine = HFEngine.from_model(model, processor, role="captioner", spec="sft-captioner", max_batch_size=64)
+    return {
+        "descriptions": measure.descriptions(engine, held_out, config),
+        "styles": measure.styles(
+            engine, held_out, config, samples=config.style_samples, temperature=config.vpo_temperature
+        ),
+        "judge": measure.judge(engine, held_out, config),
     }
 
 

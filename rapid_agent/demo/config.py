@@ -27,19 +27,18 @@ from typing import Any
 
 from rapid_agent.perception import MODES
 from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
+from rapid_agent.rl.judge import JUDGE_PROMPT
+from rapid_agent.world import STYLES
 
 #: bump when the captioner's training code changes in a way that should invalidate cached captioners
-SFT_VERSION = 4
+SFT_VERSION = 6
 
 DEMO_PROMPTS: Prompts = DEFAULT_PROMPTS.replace(
     # captioner side: short, but still a describe/solve split that never asks the captioner to answer in cap modes
     caption="Describe the image: the count of each colour and shape. Do not answer any question.",
     query_caption="Question: {question}\nDo not answer it. State the counts it asks about.",
     solution="Question: {question}\nSolve it step by step and put the final answer in \\boxed{{}}.",
-    caption_and_solution=(
-        "{caption_instruction}\nThen solve: {question}\nWrite <caption>description</caption> then "
-        "<solution>steps and \\boxed{{answer}}</solution>."
-    ),
+    caption_and_solution="{caption_instruction}\nThen solve it. Write <caption>...</caption> then <solution>...</solution>.",
     direct_answer="Question: {question}\nAnswer it step by step and put the final answer in \\boxed{{}}.",
     # reasoner side: plain and short (measured: SmolLM2 copies a tentative solution's answer far more reliably)
     system="Answer the question about the image from its description. End with the answer in \\boxed{}.",
@@ -49,7 +48,14 @@ DEMO_PROMPTS: Prompts = DEFAULT_PROMPTS.replace(
     reason_instruction="Answer:",
 )
 
-EVAL_MODES: tuple[str, ...] = ("cap", "qcap", "sol", "cap+sol", "qcap+sol")
+EVAL_MODES: tuple[str, ...] = ("qcap",)
+#: the captioner's description styles in the VPO mode and their shares in its supervision (see `mixture.py`)
+STYLE_WEIGHTS: tuple[tuple[str, float], ...] = (
+    ("counts", 0.3),
+    ("inventory", 0.35),
+    ("vague", 0.27),
+    ("answer", 0.08),
+)
 
 
 @dataclass(frozen=True)
@@ -75,19 +81,38 @@ class DemoConfig:
     kv_heads: int = field(default=2, metadata={"help": "key/value heads"})
     vision_hidden: int = field(default=64, metadata={"help": "vision tower width"})
     vision_depth: int = field(default=2, metadata={"help": "vision tower blocks"})
-    sft_steps: int = field(default=800, metadata={"help": "SFT optimiser steps"})
+    sft_steps: int = field(default=1200, metadata={"help": "SFT optimiser steps"})
     sft_batch_size: int = field(default=32, metadata={"help": "SFT examples per step"})
     sft_lr: float = field(default=3e-3, metadata={"help": "SFT peak learning rate"})
     sft_aux_weight: float = field(
         default=1.0, metadata={"help": "weight of the per-cell auxiliary loss on the vision tokens (0: none)"}
     )
+    sft_count_weight: float = field(
+        default=1.0,
+        metadata={
+            "help": "weight of the auxiliary loss that has every vision token predict the image's counts (0: none)"
+        },
+    )
+    sft_digit_weight: float = field(
+        default=1.0, metadata={"help": "weight of digit tokens (the counts) against the others in the SFT loss"}
+    )
     sft_seed: int = field(default=0, metadata={"help": "seed of the captioner's init and data order"})
     sft_solution_levels: tuple[int, ...] | None = field(
         default=(1,),
         metadata={
-            "help": "levels whose worked solutions the captioner is taught to the boxed answer (None: all); on the "
-            "others its tentative solution stops at the counts it read: it is not taught their arithmetic"
+            "help": "levels whose answers the captioner is taught (None: all): there its counts solution ends in the "
+            "boxed answer and it has the bare-answer style; elsewhere it sets up the arithmetic and stops"
         },
+    )
+    sft_styles: tuple[tuple[str, float], ...] = field(
+        default=STYLE_WEIGHTS,
+        metadata={"help": "(style, weight) pairs: how often each description style is taught in the VPO mode"},
+    )
+    sft_style_examples: int = field(
+        default=2, metadata={"help": "VPO-mode examples per training item, each in a freshly drawn style"}
+    )
+    sft_judge_examples: float = field(
+        default=0.5, metadata={"help": "caption-judge examples per training item (a share: 0.5 is every other)"}
     )
     # reasoner and evaluation
     reasoner: str | None = field(default=None, metadata={"help": "reasoner spec; None: the bundled SmolLM2 GGUF"})
@@ -104,13 +129,28 @@ class DemoConfig:
     vpo_mode: str = field(default="qcap+sol", metadata={"help": "perception mode VPO trains"})
     vpo_prompts_per_step: int = field(default=6, metadata={"help": "questions per VPO step"})
     vpo_generations: int = field(default=4, metadata={"help": "captioner samples per question (GRPO group)"})
-    vpo_lr: float = field(default=3e-4, metadata={"help": "VPO learning rate"})
+    vpo_lr: float = field(default=1e-3, metadata={"help": "VPO learning rate"})
     vpo_temperature: float = field(default=1.0, metadata={"help": "captioner sampling temperature during VPO"})
     vpo_beta: float = field(default=0.0, metadata={"help": "KL coefficient to the SFT captioner (0: no reference)"})
-    vpo_caption_penalty: float = field(default=0.1, metadata={"help": "lambda: penalty for no genuine caption"})
-    vpo_eval_modes: tuple[str, ...] = field(
-        default=("qcap+sol",),
-        metadata={"help": "modes measured again after VPO (the end-to-end row always is)"},
+    vpo_caption_penalty: float = field(
+        default=0.5,
+        metadata={"help": "lambda: taken off a correct output whose caption the policy judges no description"},
+    )
+    vpo_compare_penalty: bool = field(
+        default=True, metadata={"help": "also run VPO without the penalty, from the same captioner, to compare"}
+    )
+    vpo_train_items: int = field(default=512, metadata={"help": "training items VPO draws its questions from"})
+    style_samples: int = field(
+        default=4, metadata={"help": "VPO-mode samples per held-out item when measuring the captioner's styles"}
+    )
+    curve_every: int = field(
+        default=2, metadata={"help": "VPO steps between held-out style measurements for the curves (0: none)"}
+    )
+    curve_items: int = field(default=32, metadata={"help": "held-out items of each curve measurement"})
+    curve_samples: int = field(default=2, metadata={"help": "VPO-mode samples per item of each curve measurement"})
+    majority_k: int = field(
+        default=3,
+        metadata={"help": "reasoner samples per answer of the majority-vote row, on the first seed (1: no such row)"},
     )
     # report
     n_examples: int = field(default=6, metadata={"help": "example items shown in the HTML page"})
@@ -124,10 +164,14 @@ class DemoConfig:
             raise ValueError(f"vpo_steps must be >= 0, got {self.vpo_steps!r}")
         if self.vpo_generations < 2:
             raise ValueError(f"vpo_generations must be >= 2 (GRPO compares samples), got {self.vpo_generations!r}")
-        for name in ("modes", "vpo_eval_modes"):
-            bad = [m for m in getattr(self, name) if m not in MODES or m == "none"]
-            if bad:
-                raise ValueError(f"{name} holds unknown or image-less modes {bad!r}; choose from {MODES[1:]}")
+        for name in ("style_samples", "curve_items", "curve_samples", "majority_k", "vpo_train_items"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.curve_every < 0:
+            raise ValueError(f"curve_every must be >= 0, got {self.curve_every!r}")
+        bad = [m for m in self.modes if m not in MODES or m == "none"]
+        if bad:
+            raise ValueError(f"modes holds unknown or image-less modes {bad!r}; choose from {MODES[1:]}")
         if self.vpo_mode not in MODES or self.vpo_mode == "none":
             raise ValueError(f"vpo_mode must be one of {MODES[1:]}, got {self.vpo_mode!r}")
         if self.sft_solution_levels is not None and not set(self.sft_solution_levels) <= set(self.levels):
@@ -136,6 +180,19 @@ class DemoConfig:
             )
         if self.reasoner_temperature < 0:
             raise ValueError(f"reasoner_temperature must be >= 0, got {self.reasoner_temperature!r}")
+        if not 0 <= self.vpo_caption_penalty <= 1:
+            raise ValueError(f"vpo_caption_penalty must be in [0, 1], got {self.vpo_caption_penalty!r}")
+        weights = dict(self.sft_styles)
+        unknown = sorted(set(weights) - set(STYLES))
+        if unknown or any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
+            raise ValueError(
+                f"sft_styles must give non-negative weights to styles of {STYLES}, some positive, got {self.sft_styles!r}"
+            )
+        if self.sft_style_examples < 0 or self.sft_judge_examples < 0:
+            raise ValueError(
+                f"sft_style_examples and sft_judge_examples must be >= 0, got {self.sft_style_examples!r} and "
+                f"{self.sft_judge_examples!r}"
+            )
 
     @classmethod
     def preset(cls, quick: bool = False, **overrides: Any) -> DemoConfig:
@@ -153,12 +210,18 @@ class DemoConfig:
             reasoner_max_new_tokens=16,
             captioner_max_new_tokens=64,
             reasoner_batch_size=16,
-            modes=("cap", "qcap+sol"),
+            modes=("qcap",),
             seeds=1,
             vpo_steps=2,
             vpo_prompts_per_step=2,
             vpo_generations=4,
-            vpo_eval_modes=("qcap+sol",),
+            vpo_compare_penalty=False,
+            vpo_train_items=16,
+            style_samples=2,
+            curve_every=1,
+            curve_items=4,
+            curve_samples=1,
+            majority_k=2,
             n_examples=3,
         )
         return cls(**{**small, **overrides})
@@ -167,7 +230,9 @@ class DemoConfig:
         """What the trained captioner depends on (its cache key); evaluation and VPO settings are left out."""
         names = (
             "n_train levels image_size grid max_objects world_seed vocab_size text_hidden layers heads kv_heads "
-            "vision_hidden vision_depth sft_steps sft_batch_size sft_lr sft_aux_weight sft_seed sft_solution_levels"
+            "vision_hidden vision_depth sft_steps sft_batch_size sft_lr sft_aux_weight sft_count_weight sft_digit_weight sft_seed "
+            "sft_solution_levels "
+            "sft_styles sft_style_examples sft_judge_examples"
         ).split()
         captioner_prompts = {
             k: getattr(self.prompts, k)
@@ -177,6 +242,7 @@ class DemoConfig:
             "sft_version": SFT_VERSION,
             **{n: getattr(self, n) for n in names},
             "prompts": captioner_prompts,
+            "judge_prompt": JUDGE_PROMPT,  # the captioner is taught to answer it
         }
 
     def as_dict(self) -> dict[str, Any]:

@@ -1,10 +1,11 @@
-"""The demo's report folder: accuracy table (Markdown, CSV), VPO curves (PNG), example items (HTML with embedded
-images), the trace of one graph run (JSON lines), per-sample records, and a README that sets each effect against
-the run-to-run noise.
+"""The demo's report folder: accuracy table (Markdown, CSV), style shares, VPO curves (PNG), example items (HTML with
+embedded images), the trace of one graph run (JSON lines), per-sample records, and a README that sets each effect
+against the noise.
 
-Noise is measured two ways and both are reported: the standard deviation of a row's accuracy over reasoner seeds,
-and the standard error of a paired difference over test items (each item's correctness averaged over seeds, the
-two rows compared item by item). An effect counts as "beyond noise" here when it exceeds twice that standard error.
+Noise is measured two ways and both are reported: the standard deviation over reasoner seeds (of a row's accuracy,
+and of each effect's per-seed difference), and the standard error of a paired difference over test items (each
+item's correctness, or share of samples, averaged over seeds, the two sides compared item by item). An effect
+counts as "beyond noise" here when it exceeds twice that standard error.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import dataclasses
 import html
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from rapid_agent.backends.images import image_to_data_url
 from rapid_agent.eval.evaluate import END_TO_END, EvalResult, RowSummary, write_csv
+from rapid_agent.world import STYLES
 
 TABLE_MD = "accuracy.md"
 TABLE_CSV = "accuracy.csv"
@@ -29,12 +31,35 @@ RECORDS_JSONL = "records.jsonl"
 README = "README.md"
 SUMMARY_JSON = "summary.json"
 REPORT_FILES = (TABLE_MD, TABLE_CSV, CURVES_PNG, EXAMPLES_HTML, TRACE_JSONL, RECORDS_JSONL, README, SUMMARY_JSON)
+#: how each stage of the table is headed
+STAGE_TITLES = {"sft": "SFT captioner", "vpo": "after VPO", "vpo-no-penalty": "after VPO without the penalty"}
+
+
+def solver_row(mode: str) -> str:
+    """The row of `mode`'s captions answered by the world's exact solver."""
+    return f"{mode}>solver"
+
+
+def majority_row(mode: str) -> str:
+    """The row of `mode`'s captions answered by the reasoner's majority vote."""
+    return f"{mode}>vote"
+
+
+def row_label(row: str, config: Any) -> str:
+    if row == END_TO_END:
+        return "captioner alone (end to end)"
+    if row.endswith(">solver"):
+        return f"decoupled: {row.split('>')[0]}, exact solver on the same captions"
+    if row.endswith(">vote"):
+        return f"decoupled: {row.split('>')[0]}, reasoner majority of {config.majority_k} on the same captions"
+    sampled = f" (captioner samples at T={config.vpo_temperature:g})" if row == config.vpo_mode else ""
+    return f"decoupled: {row}{sampled}"
 
 
 @dataclasses.dataclass
 class Effect:
-    """Accuracy of row `a` minus row `b` (in [-1, 1]): its paired standard error over items, and the standard
-    deviation of the per-seed differences (None with fewer than two shared seeds)."""
+    """Side `a` minus side `b` (accuracy or a share, in [-1, 1]): its paired standard error over items, and the
+    standard deviation of the per-seed differences (None with fewer than two shared seeds)."""
 
     a: str
     b: str
@@ -58,6 +83,21 @@ class Effect:
         return f"{100 * self.delta:+.1f} points (paired SE {100 * self.se:.1f} over {self.n} items{spread}; {verdict})"
 
 
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
+    return mean, math.sqrt(var)
+
+
+def paired_values(a: Mapping[str, float], b: Mapping[str, float], name_a: str, name_b: str) -> Effect | None:
+    """Per-item values of two sides compared item by item; None when they share no item."""
+    ids = sorted(set(a) & set(b))
+    if not ids:
+        return None
+    mean, std = _mean_std([a[i] - b[i] for i in ids])
+    return Effect(name_a, name_b, mean, std / math.sqrt(len(ids)), len(ids))
+
+
 def _per_item(result: EvalResult, row: str) -> dict[str, float]:
     """Each item's correctness in `row`, averaged over seeds (errored samples count as wrong)."""
     sums: dict[str, list[float]] = {}
@@ -67,27 +107,7 @@ def _per_item(result: EvalResult, row: str) -> dict[str, float]:
     return {k: sum(v) / len(v) for k, v in sums.items()}
 
 
-def paired_effect(a: EvalResult, row_a: str, b: EvalResult, row_b: str) -> Effect | None:
-    """Row `row_a` of `a` against `row_b` of `b`, item by item; None when they share no item."""
-    xa, xb = _per_item(a, row_a), _per_item(b, row_b)
-    ids = sorted(set(xa) & set(xb))
-    if not ids:
-        return None
-    diffs = [xa[i] - xb[i] for i in ids]
-    mean = sum(diffs) / len(diffs)
-    var = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) if len(diffs) > 1 else 0.0
-    seeds_a, seeds_b = _per_seed(a, row_a), _per_seed(b, row_b)
-    shared = sorted(set(seeds_a) & set(seeds_b), key=str)
-    per_seed = [seeds_a[s] - seeds_b[s] for s in shared]
-    seed_std = None
-    if len(per_seed) > 1:
-        m = sum(per_seed) / len(per_seed)
-        seed_std = math.sqrt(sum((d - m) ** 2 for d in per_seed) / (len(per_seed) - 1))
-    return Effect(row_a, row_b, mean, math.sqrt(var / len(diffs)), len(ids), seed_std, max(len(shared), 1))
-
-
 def _per_seed(result: EvalResult, row: str) -> dict[Any, float]:
-    """Accuracy of `row` per seed."""
     by_seed: dict[Any, list[float]] = {}
     for r in result.records:
         if r["row"] == row and r["correct"] is not None:
@@ -95,30 +115,103 @@ def _per_seed(result: EvalResult, row: str) -> dict[Any, float]:
     return {s: sum(v) / len(v) for s, v in by_seed.items()}
 
 
-def _renamed(summary: Sequence[RowSummary], stage: str) -> list[RowSummary]:
-    return [dataclasses.replace(s, row=f"{stage}:{s.row}") for s in summary]
+def paired_effect(
+    a: EvalResult, row_a: str, b: EvalResult, row_b: str, name_a: str | None = None, name_b: str | None = None
+) -> Effect | None:
+    """Row `row_a` of `a` against `row_b` of `b`, item by item; None when they share no item."""
+    effect = paired_values(_per_item(a, row_a), _per_item(b, row_b), name_a or row_a, name_b or row_b)
+    if effect is None:
+        return None
+    seeds_a, seeds_b = _per_seed(a, row_a), _per_seed(b, row_b)
+    shared = sorted(set(seeds_a) & set(seeds_b), key=str)
+    if len(shared) > 1:
+        effect.seed_std = _mean_std([seeds_a[s] - seeds_b[s] for s in shared])[1]
+    effect.seeds = max(len(shared), 1)
+    return effect
 
 
-def combined_table(sft: EvalResult, vpo: EvalResult | None) -> str:
-    """One Markdown table: each row's accuracy with the SFT captioner, after VPO, and the change."""
-    seeds = max(s.seeds for s in sft.summary)
-    unit = "accuracy % (mean ± std over seeds)" if seeds > 1 else "accuracy %"
+def effects(results: dict[str, EvalResult], checks: dict[str, dict], config: Any) -> dict[str, list[Effect]]:
+    """Every effect the report states, by claim (see `CLAIMS`)."""
+    sft, mode = results["sft"], config.vpo_mode
+    found: dict[str, list[Effect | None]] = {
+        "decoupling": [
+            paired_effect(sft, s.row, sft, END_TO_END) for s in sft.summary if s.row in (*config.modes, mode)
+        ],
+        "stronger": [],
+    }
+    for stage, result in results.items():
+        rows = {s.row for s in result.summary}
+        for extra in (solver_row(mode), majority_row(mode)):
+            if extra in rows:
+                found["stronger"].append(
+                    paired_effect(result, extra, result, mode, f"{stage}:{extra}", f"{stage}:{mode}")
+                )
+    styles = {stage: c.get("styles") for stage, c in checks.items() if c.get("styles")}
+    if "vpo" in results:
+        found["vpo"] = [paired_effect(results["vpo"], mode, sft, mode, f"vpo:{mode}", f"sft:{mode}")]
+        if "vpo" in styles and "sft" in styles:
+            found["vpo"].append(
+                paired_values(
+                    styles["vpo"]["per_item_usable"], styles["sft"]["per_item_usable"], "vpo:usable", "sft:usable"
+                )
+            )
+    if "vpo" in styles and "vpo-no-penalty" in styles:
+        found["penalty"] = [
+            paired_values(
+                styles["vpo"]["per_item_descriptive"],
+                styles["vpo-no-penalty"]["per_item_descriptive"],
+                "vpo:valid captions",
+                "vpo-no-penalty:valid captions",
+            ),
+            paired_effect(results["vpo"], mode, results["vpo-no-penalty"], mode, f"vpo:{mode}", f"no-penalty:{mode}"),
+        ]
+    return {k: [e for e in v if e is not None] for k, v in found.items()}
+
+
+CLAIMS = {
+    "decoupling": "Decoupled pipeline (SFT captioner) minus the captioner alone",
+    "vpo": "After VPO minus before: accuracy of the VPO mode, and the share of usable (counts-style) samples",
+    "penalty": "VPO with the caption penalty minus without: share of samples whose caption describes the image, "
+    "and accuracy",
+    "stronger": "A stronger reasoner on the same captions minus SmolLM2 on them (no captioner call)",
+}
+
+
+def combined_table(results: dict[str, EvalResult], config: Any) -> str:
+    """One Markdown table: each row's accuracy per stage (SFT captioner, after VPO, ...)."""
+    seeds = max(s.seeds for result in results.values() for s in result.summary)
+    unit = " (mean ± std over seeds)" if seeds > 1 else ""
+    stages = list(results)
     lines = [
-        f"| row | SFT captioner: {unit} | after VPO | change (points) | n | errored |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| row | " + " | ".join(STAGE_TITLES.get(s, s) + f": accuracy %{unit}" for s in stages) + " | n | errored |",
+        "|---|" + "---:|" * (len(stages) + 2),
     ]
-    after = {s.row: s for s in vpo.summary} if vpo is not None else {}
-    for s in sft.summary:
-        label = "captioner alone (end to end)" if s.row == END_TO_END else f"decoupled: {s.row}"
-        v = after.get(s.row)
-        change = f"{100 * (v.accuracy - s.accuracy):+.1f}" if v is not None else ""
-        errored = s.errored + (v.errored if v is not None else 0)
-        lines.append(f"| {label} | {s.formatted()} | {v.formatted() if v else ''} | {change} | {s.n} | {errored} |")
+    order = list(dict.fromkeys(s.row for result in results.values() for s in result.summary))
+    for row in order:
+        cells, n, errored = [], 0, 0
+        for stage in stages:
+            found = {s.row: s for s in results[stage].summary}.get(row)
+            cells.append(found.formatted() if found else "")
+            if found:
+                n, errored = found.n, errored + found.errored
+        lines.append(f"| {row_label(row, config)} | " + " | ".join(cells) + f" | {n} | {errored} |")
     return "\n".join(lines) + "\n"
 
 
-def level_table(results: dict[str, EvalResult]) -> str:
-    """Accuracy % of every (captioner, row) by question level (mean over seeds): where each route wins or loses."""
+def style_table(checks: dict[str, dict]) -> str:
+    """Style shares of the VPO mode's held-out samples, per captioner (%)."""
+    names = [*STYLES, "other"]
+    lines = ["| captioner | " + " | ".join(names) + " | samples |", "|---|" + "---:|" * (len(names) + 1)]
+    for stage, check in checks.items():
+        found = check.get("styles")
+        if found:
+            cells = [f"{100 * found['shares'].get(s, 0):.1f}" for s in names]
+            lines.append(f"| {STAGE_TITLES.get(stage, stage)} | " + " | ".join(cells) + f" | {found['samples']} |")
+    return "\n".join(lines) + "\n"
+
+
+def level_table(results: dict[str, EvalResult], config: Any) -> str:
+    """Accuracy % of every (stage, row) by question level (mean over seeds): where each route wins or loses."""
     rows = [(stage, s) for stage, result in results.items() for s in result.summary]
     levels = sorted({level for _, s in rows for level in s.by_level})
     lines = [
@@ -126,35 +219,60 @@ def level_table(results: dict[str, EvalResult]) -> str:
         "|---|---|" + "---:|" * len(levels),
     ]
     for stage, s in rows:
-        label = "captioner alone (end to end)" if s.row == END_TO_END else f"decoupled: {s.row}"
         shown = [f"{100 * s.by_level[lv]:.1f}" if lv in s.by_level else "" for lv in levels]
-        lines.append(f"| {stage} | {label} | " + " | ".join(shown) + " |")
+        lines.append(f"| {STAGE_TITLES.get(stage, stage)} | {row_label(s.row, config)} | " + " | ".join(shown) + " |")
     return "\n".join(lines) + "\n"
 
 
-def write_tables(out: Path, sft: EvalResult, vpo: EvalResult | None) -> tuple[Path, Path]:
-    md = out / TABLE_MD
-    md.write_text(combined_table(sft, vpo))
-    rows = _renamed(sft.summary, "sft") + (_renamed(vpo.summary, "vpo") if vpo is not None else [])
-    return md, write_csv(rows, out / TABLE_CSV)
+def _renamed(summary: Sequence[RowSummary], stage: str) -> list[RowSummary]:
+    return [dataclasses.replace(s, row=f"{stage}:{s.row}") for s in summary]
 
 
-def write_curves(out: Path, metrics_csv: Path | None) -> Path:
-    """The VPO reward and valid-caption curves; a placeholder image saying why when there was no VPO run."""
+def write_curves(out: Path, vpo: dict[str, dict]) -> Path:
+    """Per VPO run: reward per step, held-out style shares per measured step (usable and bare-answer), and the
+    trainer's valid-caption ratio (the policy judge on correct training samples, where the penalty is on)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = out / CURVES_PNG
-    if metrics_csv is not None and metrics_csv.is_file():
-        from rapid_agent.rl.metrics import plot_curves
+    from rapid_agent.rl.metrics import read_rows
 
-        if plot_curves(metrics_csv, path) is not None:
-            return path
-    fig, ax = plt.subplots(figsize=(6, 2))
-    ax.axis("off")
-    ax.text(0.5, 0.5, "no VPO steps were logged in this run", ha="center", va="center")
+    path = out / CURVES_PNG
+    if not vpo:
+        fig, ax = plt.subplots(figsize=(6, 2))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no VPO steps were run", ha="center", va="center")
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(7, 9), sharex=True)
+    for stage, info in vpo.items():
+        title = STAGE_TITLES.get(stage, stage)
+        rows = read_rows(info["metrics_csv"]) if info.get("metrics_csv") else []
+        steps = [int(r["step"]) for r in rows if r.get("reward")]
+        top.plot(steps, [float(r["reward"]) for r in rows if r.get("reward")], marker=".", label=title)
+        valid = [
+            (int(r["step"]), float(r["vpo/valid_caption_ratio"])) for r in rows if r.get("vpo/valid_caption_ratio")
+        ]
+        if valid:
+            bottom.plot(*zip(*valid), marker=".", label=f"{title}: policy judge, correct training samples")
+        curve = info.get("style_curve") or []
+        if curve:
+            xs = [c["step"] for c in curve]
+            middle.plot(xs, [c["counts"] for c in curve], marker="o", label=f"{title}: usable (counts)")
+            middle.plot(xs, [c["answer"] for c in curve], marker="x", linestyle="--", label=f"{title}: bare answer")
+            bottom.plot(xs, [c["descriptive"] for c in curve], marker="o", label=f"{title}: held-out, ground truth")
+    top.set_ylabel("mean reward")
+    middle.set_ylabel("share of held-out samples")
+    bottom.set_ylabel("valid-caption ratio")
+    bottom.set_xlabel("VPO step")
+    for ax in (top, middle, bottom):
+        if ax.lines:
+            ax.legend(loc="best", fontsize="small")
+    middle.set_ylim(-0.05, 1.05)
+    bottom.set_ylim(-0.05, 1.05)
+    fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
@@ -173,7 +291,7 @@ def write_examples(out: Path, items: Sequence[dict], results: dict[str, EvalResu
     for item in items[:n]:
         rows = []
         for stage in results:
-            for row in (END_TO_END, mode):
+            for row in (END_TO_END, mode, solver_row(mode)):
                 r = by_key.get((stage, row, item["id"]))
                 if r is None:
                     continue
@@ -182,7 +300,8 @@ def write_examples(out: Path, items: Sequence[dict], results: dict[str, EvalResu
                     verdict += " (error: " + "; ".join(r["errors"]) + ")"
                 rows.append(
                     "<tr>"
-                    f"<td>{_cell(stage)}</td><td>{_cell(row)}</td><td>{_cell(r.get('caption'))}</td>"
+                    f"<td>{_cell(STAGE_TITLES.get(stage, stage))}</td><td>{_cell(row)}</td>"
+                    f"<td>{_cell(r.get('caption'))}</td>"
                     f"<td>{_cell(r.get('solution') if row != END_TO_END else r.get('captioner_output'))}</td>"
                     f"<td>{_cell(r.get('reasoner_output'))}</td><td>{_cell(r.get('prediction'))}</td>"
                     f"<td>{_cell(verdict)}</td></tr>"
@@ -201,7 +320,7 @@ def write_examples(out: Path, items: Sequence[dict], results: dict[str, EvalResu
         "img{image-rendering:pixelated;border:1px solid #ccc;align-self:flex-start}"
         "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ddd;padding:4px;vertical-align:top}"
         "</style></head><body><h1>RAPID demo: example test items</h1>"
-        "<p>Reasoner seed 0. Captions and solutions come from the captioner; the reasoner sees only text.</p>"
+        "<p>Seed 0. Captions and solutions come from the captioner; the reasoners see only text.</p>"
         + "".join(blocks)
         + "</body></html>\n"
     )
@@ -219,82 +338,86 @@ def write_records(out: Path, results: dict[str, EvalResult]) -> Path:
     return path
 
 
-def effects(sft: EvalResult, vpo: EvalResult | None, vpo_mode: str) -> dict[str, list[Effect]]:
-    """Decoupling against the captioner alone (each mode, SFT captioner) and VPO against SFT (each remeasured row)."""
-    decoupling = [paired_effect(sft, s.row, sft, END_TO_END) for s in sft.summary if s.row != END_TO_END]
-    out: dict[str, list[Effect]] = {"decoupling": [e for e in decoupling if e is not None]}
-    if vpo is not None:
-        lifts = [paired_effect(vpo, s.row, sft, s.row) for s in vpo.summary]
-        out["vpo"] = [e for e in lifts if e is not None]
-        rapid = paired_effect(vpo, vpo_mode, sft, END_TO_END)
-        out["rapid"] = [rapid] if rapid is not None else []
-    return out
+def _pct(value: Any) -> str:
+    return f"{100 * value:.0f}%" if isinstance(value, (int, float)) else "?"
+
+
+def _checks_lines(checks: dict[str, dict]) -> list[str]:
+    """What the captioner does against the world's truth, per stage."""
+    lines = []
+    sft = checks.get("sft", {})
+    desc = sft.get("descriptions", {})
+    if desc:
+        levels = ", ".join(f"level {lv} {_pct(v)}" for lv, v in desc.get("query_caption_exact", {}).items())
+        lines.append(
+            f"- held-out descriptions exactly right: **{_pct(desc.get('exact'))}** (same counts "
+            f"{_pct(desc.get('same_counts'))}, n={desc.get('n')}); query-related captions exactly right: {levels}"
+        )
+    for stage, check in checks.items():
+        judge = check.get("judge")
+        if judge:
+            by_style = ", ".join(f"{s} {_pct(v)}" for s, v in judge["by_style"].items())
+            lines.append(
+                f"- {STAGE_TITLES.get(stage, stage)} as the caption judge (`judge: policy`): agrees with the ground "
+                f"truth on **{_pct(judge['agreement'])}** of {judge['n']} held-out texts ({by_style}; no verdict: "
+                f"{_pct(judge['unparsed'])})"
+            )
+        styles = check.get("styles")
+        if styles:
+            lines.append(
+                f"- {STAGE_TITLES.get(stage, stage)} in the VPO mode: {_pct(styles['shares'].get('counts'))} of "
+                f"{styles['samples']} held-out samples usable (counts style), {_pct(styles['shares'].get('answer'))} "
+                f"bare answers; {_pct(styles['exact_in_style'])} word for word right in their style"
+            )
+    return lines
 
 
 def write_readme(
-    out: Path, summary: dict[str, Any], table: str, found: dict[str, list[Effect]], by_level: str = ""
+    out: Path, config: Any, summary: dict[str, Any], table: str, found: dict[str, list[Effect]], extra: str
 ) -> Path:
-    cfg, timings, captioner = summary["config"], summary["timings"], summary["captioner"]
-    desc = captioner.get("descriptions", {})
+    cfg, timings, info = summary["config"], summary["timings"], summary["checks"].get("sft", {})
+    styles = ", ".join(f"{s} {w:g}" for s, w in cfg["sft_styles"])
     lines = [
         "# RAPID demo report",
         "",
-        "A miniature of RAPID on the synthetic world: a tiny Qwen2.5-VL captioner trained here (supervised) "
-        f"describes images; the frozen text-only reasoner `{summary['reasoner']}` answers from its text. "
+        "A miniature of RAPID on the synthetic world: a tiny Qwen2.5-VL captioner trained here (supervised, then "
+        f"VPO) describes images; the frozen text-only reasoner `{summary['reasoner']}` answers from its text. "
         "This report states what was measured; it does not assert the paper's claims.",
         "",
         "## Setup",
         "",
         f"- world: {cfg['n_train']} training and {cfg['n_test']} held-out test items, levels {cfg['levels']}, "
         f"{cfg['image_size']}px images on a {cfg['grid']}x{cfg['grid']} grid, up to {cfg['max_objects']} objects",
-        f"- captioner: {captioner.get('parameters', '?'):,} parameters, {captioner.get('sft_steps', '?')} SFT steps "
-        f"in {captioner.get('sft_seconds', 0):.0f} s "
-        f"({'trained in this run' if summary['captioner_built'] else 'loaded from the cache'}); held-out "
-        f"descriptions exactly right: {100 * desc.get('exact', float('nan')):.0f}%, same counts: "
-        f"{100 * desc.get('same_counts', float('nan')):.0f}% (n={desc.get('n', '?')}); query-related captions "
-        "exactly right: "
-        + (", ".join(f"level {lv} {100 * v:.0f}%" for lv, v in desc.get("query_caption_exact", {}).items()) or "?"),
-        "- what the captioner was taught: to perceive (the description, the query-related caption) on every "
-        "training item; worked solutions "
-        + (
-            "on every level"
-            if cfg.get("sft_solution_levels") is None
-            else f"to the answer only at level(s) {', '.join(map(str, cfg['sft_solution_levels']))}; on the others "
-            "its tentative solution stops at the counts it read (it is not taught their arithmetic)"
-        ),
+        f"- captioner: {summary['captioner']}, {info.get('parameters', 0):,} parameters, seed {cfg['sft_seed']}, "
+        f"{info.get('sft_steps', '?')} SFT steps "
+        f"({'trained in this run' if summary['captioner_built'] else 'loaded from the cache'}); taught the "
+        f"description, the query-related counts, its own tentative solution, the caption judge's yes/no, and in the "
+        f"VPO mode `{cfg['vpo_mode']}` several styles ({styles}; answers only at level(s) "
+        f"{cfg['sft_solution_levels']})",
         f"- reasoner: temperature {cfg['reasoner_temperature']}, at most {cfg['reasoner_max_new_tokens']} new "
-        f"tokens, {cfg['seeds']} seed(s) per row",
-        f"- VPO: {cfg['vpo_steps']} steps in mode `{cfg['vpo_mode']}`, {cfg['vpo_prompts_per_step']} questions x "
-        f"{cfg['vpo_generations']} samples per step, caption penalty {cfg['vpo_caption_penalty']}",
-        "- wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()),
+        f"tokens, {cfg['seeds']} seed(s) per row; the VPO mode's rows sample the captioner at temperature "
+        f"{cfg['vpo_temperature']} with the same seed",
+        f"- VPO: {cfg['vpo_steps']} steps, {cfg['vpo_prompts_per_step']} questions x {cfg['vpo_generations']} "
+        f"samples per step, learning rate {cfg['vpo_lr']}, caption penalty {cfg['vpo_caption_penalty']} judged by "
+        "the policy" + (", and the same run without the penalty" if cfg["vpo_compare_penalty"] else ""),
+        "- wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings["wall_s"].items()),
+        "- CPU time of this process (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings["cpu_s"].items()),
+        "",
+        "## The captioner against the world's truth",
+        "",
+        *_checks_lines(summary["checks"]),
         "",
         "## Accuracy on the held-out test split",
         "",
         table,
-        *(
-            [
-                "## By question level",
-                "",
-                f"Accuracy % (mean over seeds) on the {cfg['n_test']} test items.",
-                "",
-                by_level,
-            ]
-            if by_level
-            else []
-        ),
+        extra,
         "## Effects against noise",
         "",
-        "Each effect is a paired difference over the same test items (correctness averaged over seeds); "
-        "'beyond noise' means larger than twice its standard error. The seed-to-seed standard deviation of each "
-        "row is in the table.",
+        "Each effect is a paired difference over the same test items (correctness, or a share of samples, averaged "
+        "over seeds); 'beyond noise' means larger than twice its standard error.",
         "",
     ]
-    titles = {
-        "decoupling": "Decoupled pipeline (SFT captioner) minus the captioner alone",
-        "vpo": "After VPO minus before (same row)",
-        "rapid": "Decoupled after VPO (the VPO mode) minus the SFT captioner alone",
-    }
-    for key, title in titles.items():
+    for key, title in CLAIMS.items():
         if found.get(key):
             lines += [f"**{title}:**", ""]
             lines += [f"- {e.a} vs {e.b}: {e.text()}" for e in found[key]]
@@ -302,8 +425,8 @@ def write_readme(
     lines += [
         "## Files",
         "",
-        f"- `{TABLE_MD}`, `{TABLE_CSV}`: the table (CSV rows are `sft:<row>` and `vpo:<row>`, accuracies as fractions)",
-        f"- `{CURVES_PNG}`: VPO reward and valid-caption rate per step",
+        f"- `{TABLE_MD}`, `{TABLE_CSV}`: the table (CSV rows are `<stage>:<row>`, accuracies as fractions)",
+        f"- `{CURVES_PNG}`: per VPO run, reward, held-out style shares and valid-caption ratio per step",
         f"- `{EXAMPLES_HTML}`: example items with image, caption, solution, reasoner output and verdict",
         f"- `{TRACE_JSONL}`: OpenTelemetry spans of one graph run",
         f"- `{RECORDS_JSONL}`: every sample of every row and seed; `{SUMMARY_JSON}`: settings and figures",
@@ -314,7 +437,30 @@ def write_readme(
     return path
 
 
-def write_summary(out: Path, summary: dict[str, Any]) -> Path:
+def write_report(
+    out: Path, config: Any, results: dict[str, EvalResult], summary: dict[str, Any], items: Sequence[dict]
+) -> dict[str, Any]:
+    """Every report file; returns what the summary adds: the table and the effects."""
+    table = combined_table(results, config)
+    (out / TABLE_MD).write_text(table)
+    write_csv([s for stage, r in results.items() for s in _renamed(r.summary, stage)], out / TABLE_CSV)
+    write_curves(out, {k: v for k, v in summary.get("vpo", {}).items()})
+    write_examples(out, items, results, config.vpo_mode, config.n_examples)
+    write_records(out, results)
+    found = effects(results, summary["checks"], config)
+    extra = (
+        "## Styles of the VPO mode's held-out samples (%)\n\n"
+        + style_table(summary["checks"])
+        + "\n## By question level\n\n"
+        + level_table(results, config)
+    )
+    added = {
+        "table": {stage: [dataclasses.asdict(s) for s in r.summary] for stage, r in results.items()},
+        "effects": {
+            k: [dataclasses.asdict(e) | {"beyond_noise": e.beyond_noise} for e in v] for k, v in found.items()
+        },
+    }
+    write_readme(out, config, summary | added, table, found, extra)
     path = out / SUMMARY_JSON
-    path.write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    return path
+    path.write_text(json.dumps(summary | added, indent=2, default=str) + "\n")
+    return added

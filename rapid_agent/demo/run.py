@@ -1,4 +1,5 @@
-"""`python -m rapid_agent demo`: world -> captioner (SFT, cached) -> table -> VPO -> table again -> report.
+"""`python -m rapid_agent demo`: world -> captioner (SFT, cached) -> table -> VPO (with and without the caption
+penalty) -> table again -> stronger reasoners on the same captions -> report.
 
     run_demo(out_dir="reports/demo", quick=False, seeds=2)
 
@@ -25,14 +26,19 @@ from tqdm.auto import tqdm
 
 from rapid_agent.backends import GenerationConfig, load_engine
 from rapid_agent.config import RapidContext
-from rapid_agent.demo import report
+from rapid_agent.demo import measure, report, rows
 from rapid_agent.demo.captioner import ensure_captioner
 from rapid_agent.demo.config import DemoConfig
+from rapid_agent.demo.solver import MajorityVote, WorldSolver
 from rapid_agent.eval.evaluate import EvalResult, evaluate
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_OUT = "reports/demo"
+#: the bundled reasoner, named by its spec (the report never shows an install path)
+DEFAULT_REASONER = "hf:smollm2-135m-instruct"
+#: the stages of the table: the SFT captioner, VPO with the caption penalty, VPO without it
+SFT, VPO, NO_PENALTY = "sft", "vpo", "vpo-no-penalty"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,11 +47,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, help="report folder (default: %(default)s)")
     parser.add_argument("--seeds", type=int, default=None, help="reasoner seeds per row (default: 2, quick: 1)")
     parser.add_argument(
+        "--captioner-seed", type=int, default=None, help="seed of the captioner's init, data order and VPO (default 0)"
+    )
+    parser.add_argument(
         "--cache-dir",
         default=None,
         help="where trained captioners are cached (default: $RAPID_AGENT_DEMO_CACHE or ~/.cache/rapid_agent/demo)",
     )
-    parser.add_argument("--reasoner", default=None, help="reasoner spec (default: the bundled SmolLM2-135M GGUF)")
+    parser.add_argument("--reasoner", default=None, help=f"reasoner spec (default: {DEFAULT_REASONER})")
     parser.add_argument("--vpo-steps", type=int, default=None, help="VPO steps (0 skips VPO)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -56,6 +65,8 @@ def main(args: argparse.Namespace) -> int:
         overrides["reasoner"] = args.reasoner
     if args.vpo_steps is not None:
         overrides["vpo_steps"] = args.vpo_steps
+    if args.captioner_seed is not None:
+        overrides["sft_seed"] = args.captioner_seed
     run_demo(
         out_dir=args.out,
         quick=args.quick,
@@ -100,14 +111,6 @@ def quiet_libraries() -> Iterator[None]:
         hf_logging.set_verbosity(verbosity)
 
 
-def _reasoner_spec(config: DemoConfig) -> str:
-    if config.reasoner:
-        return config.reasoner
-    from rapid_agent.models import smollm2_gguf_path
-
-    return f"hf:{smollm2_gguf_path()}"
-
-
 def _context(config: DemoConfig, captioner: Any, reasoner: Any) -> RapidContext:
     temperature = config.reasoner_temperature
     return RapidContext(
@@ -137,41 +140,99 @@ def run_demo(
 
     `config` replaces the preset; `overrides` are `DemoConfig` fields applied on top of either."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    with quiet_libraries():
-        return _run(
-            out_dir, quick=quick, seeds=seeds, cache_dir=cache_dir, progress=progress, config=config, **overrides
-        )
-
-
-def _run(
-    out_dir: str | Path,
-    *,
-    quick: bool,
-    seeds: int | None,
-    cache_dir: str | Path | None,
-    progress: bool,
-    config: DemoConfig | None,
-    **overrides: Any,
-) -> dict[str, Any]:
     if seeds is not None:
         overrides["seeds"] = seeds
     config = dataclasses.replace(config, **overrides) if config else DemoConfig.preset(quick, **overrides)
-    out = Path(out_dir).expanduser()
+    with quiet_libraries():
+        return _run(Path(out_dir).expanduser(), config, quick=quick, cache_dir=cache_dir, progress=progress)
+
+
+class _Stages:
+    """The outer progress bar, and the wall and CPU seconds of each stage."""
+
+    def __init__(self, total: int, progress: bool) -> None:
+        self.bar = tqdm(total=total, desc="demo", unit="stage", disable=not progress)
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        self.start_wall = self.last_wall = time.perf_counter()
+        self.start_cpu = self.last_cpu = time.process_time()
+
+    def begin(self, name: str) -> None:
+        self.bar.set_postfix_str(name)
+
+    def end(self, name: str) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.wall[name] = self.wall.get(name, 0.0) + wall - self.last_wall
+        self.cpu[name] = self.cpu.get(name, 0.0) + cpu - self.last_cpu
+        self.last_wall, self.last_cpu = wall, cpu
+        self.bar.update(1)
+
+    def close(self) -> dict[str, dict[str, float]]:
+        self.wall["total"] = time.perf_counter() - self.start_wall
+        self.cpu["total"] = time.process_time() - self.start_cpu
+        self.bar.close()
+        return {"wall_s": self.wall, "cpu_s": self.cpu}
+
+
+def _evaluate_stage(
+    config: DemoConfig, items: list[dict], context: RapidContext, stage: str, *, greedy: bool, progress: bool
+) -> EvalResult:
+    """A stage's rows: the greedy ones (captioner alone and `config.modes`) when `greedy`, then the VPO mode as
+    the policy samples it."""
+    seeds = list(range(config.seeds))
+    kw = {"batch_size": config.reasoner_batch_size, "progress": progress}
+    parts = []
+    if greedy:
+        parts.append(
+            evaluate(items, context=context, modes=config.modes, end_to_end=True, seeds=seeds, description=stage, **kw)
+        )
+    parts.append(
+        rows.sampled_row(
+            items,
+            context=context,
+            mode=config.vpo_mode,
+            seeds=seeds,
+            temperature=config.vpo_temperature,
+            description=f"{stage} {config.vpo_mode}",
+            **kw,
+        )
+    )
+    return rows.merge(*parts)
+
+
+def _stronger(
+    config: DemoConfig, result: EvalResult, context: RapidContext, reasoner: Any, *, majority: bool, progress: bool
+) -> EvalResult:
+    """The VPO mode's recorded captions answered by the world's exact solver and (when `majority`) by the
+    reasoner voting over `config.majority_k` samples: no captioner call."""
+    parts = [result]
+    mode = config.vpo_mode
+    parts.append(rows.replay(result, mode, reasoner=WorldSolver(), name=report.solver_row(mode), context=context))
+    if majority and config.majority_k > 1:
+        vote = MajorityVote(reasoner, config.majority_k)
+        parts.append(
+            rows.replay(
+                result,
+                mode,
+                reasoner=vote,
+                name=report.majority_row(mode),
+                context=context,
+                progress=progress,
+                seeds=[0],  # k reasoner calls per sample: one seed keeps the row's cost that of k seeds
+            )
+        )
+    return rows.merge(*parts)
+
+
+def _run(out: Path, config: DemoConfig, *, quick: bool, cache_dir: str | Path | None, progress: bool) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-    stages = tqdm(total=6, desc="demo", unit="stage", disable=not progress)
-
-    def stage(name: str) -> None:
-        timings[name] = time.perf_counter() - stage.last
-        stage.last = time.perf_counter()
-        stages.update(1)
-
-    stage.last = started
+    runs = [(VPO, config.vpo_caption_penalty)] + ([(NO_PENALTY, 0.0)] if config.vpo_compare_penalty else [])
+    runs = runs if config.vpo_steps > 0 else []
+    stages = _Stages(4 + 3 * len(runs) + 1, progress)
 
     from rapid_agent.world import build_world
 
-    stages.set_postfix_str("world")
+    stages.begin("world")
     world = build_world(
         config.n_train,
         config.n_test,
@@ -182,51 +243,64 @@ def _run(
         max_objects=config.max_objects,
     )
     train_items, test_items = list(world["train"]), list(world["test"])
-    stage("world")
+    stages.end("world")
 
-    stages.set_postfix_str("captioner")
+    stages.begin("captioner")
     captioner_dir, manifest, built = ensure_captioner(
         config, train_items, test_items, cache_root=cache_dir, progress=progress
     )
-    stage("captioner")
+    stages.end("captioner")
 
-    stages.set_postfix_str("loading the reasoner")
-    spec = _reasoner_spec(config)
+    stages.begin("loading the reasoner")
+    spec = config.reasoner or DEFAULT_REASONER
     reasoner = load_engine(spec, "reasoner")
     reasoner.max_batch_size = config.reasoner_batch_size
     captioner = load_engine(f"hf:{captioner_dir}", "captioner", max_batch_size=64)
-    stage("load reasoner")
+    stages.end("load reasoner")
 
-    stages.set_postfix_str("evaluating the SFT captioner")
+    stages.begin("evaluating the SFT captioner")
     context = _context(config, captioner, reasoner)
-    seed_list = list(range(config.seeds))
-    kw = {"end_to_end": True, "seeds": seed_list, "batch_size": config.reasoner_batch_size, "progress": progress}
-    sft_eval = evaluate(test_items, context=context, modes=config.modes, description="table (SFT)", **kw)
-    stage("evaluate SFT")
+    results = {SFT: _evaluate_stage(config, test_items, context, SFT, greedy=True, progress=progress)}
+    checks: dict[str, dict[str, Any]] = {SFT: manifest.get("info", {})}
+    stages.end("evaluate SFT")
 
-    vpo_eval: EvalResult | None = None
-    vpo_info: dict[str, Any] = {}
-    if config.vpo_steps > 0:
+    vpo_info: dict[str, dict[str, Any]] = {}
+    probe_items = test_items[: config.curve_items]
+    for stage, penalty in runs:
         from rapid_agent.demo.vpo import run_vpo
 
-        stages.set_postfix_str("VPO")
-        vpo_info = run_vpo(
+        stages.begin(stage)
+        vpo_info[stage] = run_vpo(
             config,
             captioner=captioner_dir,
             reasoner=reasoner,
             reasoner_spec=spec,
-            train_items=world["train"].select(range(min(len(train_items), 256))),
-            output_dir=out / "vpo",
+            train_items=world["train"].select(range(min(len(train_items), config.vpo_train_items))),
+            probe_items=probe_items,
+            output_dir=out / stage,
+            penalty=penalty,
             progress=progress,
         )
-        stage("VPO")
-        stages.set_postfix_str("evaluating the VPO captioner")
-        vpo_captioner = load_engine(f"hf:{vpo_info['captioner']}", "captioner", max_batch_size=64)
-        context = context.replace(captioner=vpo_captioner)
-        vpo_eval = evaluate(test_items, context=context, modes=config.vpo_eval_modes, description="table (VPO)", **kw)
-        stage("evaluate VPO")
-    else:
-        stages.update(2)
+        stages.end(stage)
+        stages.begin(f"evaluating {stage}")
+        trained = load_engine(f"hf:{vpo_info[stage]['captioner']}", "captioner", max_batch_size=64)
+        results[stage] = _evaluate_stage(
+            config, test_items, context.replace(captioner=trained), stage, greedy=False, progress=progress
+        )
+        stages.end(f"evaluate {stage}")
+        stages.begin(f"measuring {stage}")
+        checks[stage] = {
+            "styles": measure.styles(
+                trained, test_items, config, samples=config.style_samples, temperature=config.vpo_temperature
+            ),
+            "judge": measure.judge(trained, test_items, config),
+        }
+        stages.end(f"measure {stage}")
+
+    stages.begin("stronger reasoners")
+    for stage in results:
+        results[stage] = _stronger(config, results[stage], context, reasoner, majority=stage == VPO, progress=progress)
+    stages.end("stronger reasoners")
 
     from rapid_agent.demo.trace import trace_one_run
 
@@ -234,32 +308,21 @@ def _run(
     sample = {k: item[k] for k in ("id", "question", "image", "answer", "choices")}
     trace_one_run(sample, context.replace(mode=config.vpo_mode), out / report.TRACE_JSONL)
 
-    results = {"sft": sft_eval, **({"vpo": vpo_eval} if vpo_eval is not None else {})}
-    table = report.combined_table(sft_eval, vpo_eval)
-    report.write_tables(out, sft_eval, vpo_eval)
-    report.write_curves(out, vpo_info.get("metrics_csv"))
-    report.write_examples(out, test_items, results, config.vpo_mode, config.n_examples)
-    report.write_records(out, results)
-    found = report.effects(sft_eval, vpo_eval, config.vpo_mode)
-    timings["report"] = time.perf_counter() - stage.last
-    timings["total"] = time.perf_counter() - started
+    timings = stages.close()
     summary = {
         "config": config.as_dict(),
         "quick": quick,
         "reasoner": spec,
-        "captioner_dir": str(captioner_dir),
+        "captioner": f"demo captioner {manifest.get('key', '?')} (tiny Qwen2.5-VL trained here)",
         "captioner_built": built,
-        "captioner": manifest.get("info", {}),
-        "vpo": {k: str(v) if isinstance(v, Path) else v for k, v in vpo_info.items()},
-        "timings": timings,
-        "table": {stage: [dataclasses.asdict(s) for s in res.summary] for stage, res in results.items()},
-        "effects": {
-            k: [dataclasses.asdict(e) | {"beyond_noise": e.beyond_noise} for e in v] for k, v in found.items()
+        "checks": checks,
+        "vpo": {
+            stage: {k: str(v) if isinstance(v, Path) else v for k, v in info.items()}
+            for stage, info in vpo_info.items()
         },
+        "timings": timings,
     }
-    report.write_readme(out, summary, table, found, report.level_table(results))
-    report.write_summary(out, summary)
-    stages.close()
-    print(table)
-    print(f"report: {out.resolve()} (README.md, {report.EXAMPLES_HTML}, ...) in {timings['total']:.0f} s")
+    summary |= report.write_report(out, config, results, summary, test_items)
+    print(report.TABLE_MD and (out / report.TABLE_MD).read_text())
+    print(f"report: {out.resolve()} (README.md, {report.EXAMPLES_HTML}, ...) in {timings['wall_s']['total']:.0f} s")
     return summary

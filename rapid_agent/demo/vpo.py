@@ -1,12 +1,13 @@
 """The demo's VPO step: a short GRPO run of the captioner against the frozen reasoner, through `rapid_agent.rl`.
 
-The reward is `rapid_agent.rl`'s VPO reward (the reasoner's correctness from each sampled output, minus lambda for
-a correct output that holds no genuine caption). Two choices are the demo's own:
+The reward is `rapid_agent.rl`'s VPO reward: the reasoner's correctness from each sampled output, minus lambda for a
+correct output whose caption the judge finds is no description. The judge is the policy itself (`judge: policy`,
+as in the paper): the captioner was taught to answer `rapid_agent.rl.judge`'s few-shot yes/no prompt as part of its
+supervision. The reasoner sees the demo's prompts (`DemoConfig.prompts`), the same as in the evaluation.
 
-- the judge of "genuine caption" is `WorldCaptionJudge`, a rule that accepts a caption stating at least one
-  count of the world's shapes and no boxed answer. The paper (and the trainer's default) asks the policy itself, but a
-  1M-parameter captioner trained only to describe and solve cannot answer a yes/no question.
-- the reasoner sees the demo's prompts (`DemoConfig.prompts`), the same as in the evaluation.
+`run_vpo` trains once with a given penalty; the demo runs it with the penalty and (full preset) without it, from
+the same SFT captioner, to show what the penalty prevents. A callback samples the policy on held-out items every
+few steps and records which styles it writes (`measure.styles`): the curves of the report.
 """
 
 from __future__ import annotations
@@ -18,25 +19,17 @@ from pathlib import Path
 from typing import Any
 
 from rapid_agent.backends import Engine
+from rapid_agent.demo import measure
 from rapid_agent.demo.config import DemoConfig
-from rapid_agent.world import states_a_count
+from rapid_agent.world import DESCRIPTIVE
 
 logger = logging.getLogger(__name__)
 
-
-class WorldCaptionJudge:
-    """A caption is genuine when it states at least one count of the world's shapes ("2 red circles", "1 square",
-    or "No shapes.") and holds no boxed answer."""
-
-    def __call__(self, captions: Sequence[str | None]) -> list[bool | None]:
-        return [bool(c and "\\boxed" not in c and (states_a_count(c) or _says_empty(c))) for c in captions]
+#: file (in a VPO run's folder) of the held-out style shares per step
+STYLE_CURVE_CSV = "styles.csv"
 
 
-def _says_empty(caption: str) -> bool:
-    return caption.strip().lower().startswith("no shapes")
-
-
-def _vpo_config(config: DemoConfig, captioner: Path, output_dir: Path, reasoner_spec: str) -> Any:
+def _vpo_config(config: DemoConfig, captioner: Path, output_dir: Path, reasoner_spec: str, penalty: float) -> Any:
     from rapid_agent.rl.config import VPOConfig
 
     return VPOConfig(
@@ -48,8 +41,11 @@ def _vpo_config(config: DemoConfig, captioner: Path, output_dir: Path, reasoner_
         reasoner_top_p=0.95 if config.reasoner_temperature > 0 else 1.0,
         reasoner_max_new_tokens=config.reasoner_max_new_tokens,
         reasoner_max_batch_size=config.reasoner_batch_size,
-        caption_penalty=config.vpo_caption_penalty,
-        judge="policy",  # replaced by the WorldCaptionJudge instance passed to build_trainer
+        # scored as the demo's table scores (`RapidContext.strict_answers` is off there): SmolLM2 rarely writes
+        # \boxed{}, so the paper's strict parse would give every sample reward 0 and VPO nothing to learn from
+        strict_answers=False,
+        caption_penalty=penalty,
+        judge="policy" if penalty > 0 else "off",
         num_generations=config.vpo_generations,
         per_device_train_batch_size=config.vpo_prompts_per_step * config.vpo_generations,
         gradient_accumulation_steps=1,
@@ -72,6 +68,12 @@ def _vpo_config(config: DemoConfig, captioner: Path, output_dir: Path, reasoner_
     )
 
 
+def _write_curve(path: Path, rows: list[dict[str, Any]]) -> None:
+    from rapid_agent.rl.metrics import write_rows
+
+    write_rows(path, rows)
+
+
 def run_vpo(
     config: DemoConfig,
     *,
@@ -79,29 +81,52 @@ def run_vpo(
     reasoner: Engine,
     reasoner_spec: str,
     train_items: Any,
+    probe_items: Sequence[dict],
     output_dir: Path,
+    penalty: float,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Train, save the VPO captioner to `output_dir/captioner`, and return where things are and how long it took."""
+    """Train with caption penalty `penalty` (0: no judge), save the captioner to `output_dir/captioner`, and return
+    where things are, how long it took, and the held-out style shares before and after each measured step."""
     from tqdm.auto import tqdm
     from transformers import PrinterCallback, TrainerCallback
 
+    from rapid_agent.backends.hf import HFEngine
     from rapid_agent.rl.data import prepare_dataset
     from rapid_agent.rl.metrics import METRICS_CSV
     from rapid_agent.rl.train import build_trainer
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    vpo_config = _vpo_config(config, captioner, output_dir, reasoner_spec)
+    vpo_config = _vpo_config(config, captioner, output_dir, reasoner_spec, penalty)
     dataset, _ = prepare_dataset(train_items, mode=config.vpo_mode, templates=config.prompts)
-    trainer = build_trainer(
-        vpo_config, reasoner=reasoner, judge=WorldCaptionJudge(), train_dataset=dataset, templates=config.prompts
-    )
+    trainer = build_trainer(vpo_config, reasoner=reasoner, train_dataset=dataset, templates=config.prompts)
+    curve: list[dict[str, Any]] = []
+    label = f"VPO (penalty {penalty:g})"
 
-    bar = tqdm(total=config.vpo_steps, desc="VPO", unit="step", disable=not progress, leave=False)
+    def record(step: int) -> None:
+        engine = HFEngine.from_model(trainer.model, trainer.processing_class, role="captioner", spec="policy")
+        found = measure.styles(
+            engine,
+            probe_items,
+            config,
+            samples=config.curve_samples,
+            temperature=config.vpo_temperature,
+            seed=step,
+        )
+        # a valid caption is one in a descriptive style: a malformed output ("other") describes nothing either
+        descriptive = sum(found["shares"][s] for s in DESCRIPTIVE)
+        curve.append({"step": step, **found["shares"], "descriptive": descriptive})
+        _write_curve(output_dir / STYLE_CURVE_CSV, curve)
+
+    bar = tqdm(total=config.vpo_steps, desc=label, unit="step", disable=not progress, leave=False)
 
     class Progress(TrainerCallback):
         def on_step_end(self, args, state, control, **kw):
             bar.update(1)
+            if config.curve_every and (
+                state.global_step % config.curve_every == 0 or state.global_step == config.vpo_steps
+            ):
+                record(state.global_step)
 
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "reward" in logs:
@@ -110,6 +135,8 @@ def run_vpo(
     trainer.remove_callback(PrinterCallback)  # it prints every step's metrics dict; the bar and metrics.csv suffice
     trainer.add_callback(Progress())
     start = time.perf_counter()
+    if config.curve_every:
+        record(0)
     try:
         trainer.train()
     finally:
@@ -118,4 +145,12 @@ def run_vpo(
     out = output_dir / "captioner"
     trainer.save_model(str(out))
     trainer.processing_class.save_pretrained(str(out))
-    return {"captioner": out, "metrics_csv": output_dir / METRICS_CSV, "seconds": seconds, "steps": config.vpo_steps}
+    return {
+        "captioner": out,
+        "penalty": penalty,
+        "metrics_csv": output_dir / METRICS_CSV,
+        "styles_csv": output_dir / STYLE_CURVE_CSV if curve else None,
+        "style_curve": curve,
+        "seconds": seconds,
+        "steps": config.vpo_steps,
+    }

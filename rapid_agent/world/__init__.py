@@ -10,28 +10,36 @@ counts it asks about ("There are 3 red shapes. There is 1 square."), which a sma
 """
 
 from rapid_agent.world.dataset import FEATURES, build_world, generate_items
-from rapid_agent.world.oracle import answer_from_description, parse_counts, states_a_count
-from rapid_agent.world.questions import TEMPLATES, Question, ask, describe, query_caption, solution
+from rapid_agent.world.oracle import answer_from_description, answer_from_text, parse_counts, states_a_count
+from rapid_agent.world.questions import TEMPLATES, Question, ask, describe, list_objects, query_caption, solution
 from rapid_agent.world.scenes import COLOURS, PALETTE, SHAPES, Scene, SceneObject, render, sample_scene
+from rapid_agent.world.styles import DESCRIPTIVE, STYLES, is_description, style_of, style_text
 
 __all__ = [
     "COLOURS",
+    "DESCRIPTIVE",
     "FEATURES",
     "PALETTE",
     "SHAPES",
+    "STYLES",
     "TEMPLATES",
     "Question",
     "Scene",
     "SceneObject",
     "answer_from_description",
+    "answer_from_text",
     "ask",
     "build_world",
     "describe",
     "generate_items",
+    "is_description",
+    "list_objects",
     "parse_counts",
     "query_caption",
     "render",
     "sample_scene",
     "solution",
     "states_a_count",
+    "style_of",
+    "style_text",
 ]

@@ -1,8 +1,9 @@
 """Items of the synthetic world and their export to a `datasets.DatasetDict` with a held-out test split.
 
 Each item is a dict with the columns of `FEATURES`; `question`, `image` and `answer` are what the trainer and the
-evaluator take, `description`, `query_caption` and `solution` are the captioner's supervised targets, and `signature` (the scene's
-objects and cells plus the question text) is what makes the test split held out.
+evaluator take, `description`, `objects` (every object on its own), `query_caption` and `solution` are the texts the captioner's
+supervised targets are made of (see `styles.py`), and `signature` (the scene's objects and cells plus the question
+text) is what makes the test split held out.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 import datasets
 
-from rapid_agent.world.questions import TEMPLATES, ask, describe, query_caption, solution
+from rapid_agent.world.questions import TEMPLATES, ask, describe, list_objects, query_caption, solution
 from rapid_agent.world.scenes import check_geometry, render, sample_scene
 
 FEATURES = datasets.Features(
@@ -23,6 +24,7 @@ FEATURES = datasets.Features(
         "question": datasets.Value("string"),
         "answer": datasets.Value("string"),
         "description": datasets.Value("string"),
+        "objects": datasets.Value("string"),
         "solution": datasets.Value("string"),
         "query_caption": datasets.Value("string"),
         "level": datasets.Value("int32"),
@@ -64,6 +66,7 @@ def _iter_items(
             "question": question.text,
             "answer": question.answer,
             "description": describe(scene),
+            "objects": list_objects(scene),
             "solution": solution(scene, question),
             "query_caption": query_caption(scene, question),
             "level": question.level,

@@ -46,6 +46,12 @@ def describe(scene: Scene) -> str:
     return ", ".join(parts) + "." if parts else "No shapes."
 
 
+def list_objects(scene: Scene) -> str:
+    """Every object on its own, in reading order (row by row): "a red circle, a blue square, a red circle."."""
+    ordered = sorted(scene.objects, key=lambda o: (o.row, o.col))
+    return ", ".join(f"a {o.colour} {o.shape}" for o in ordered) + "." if ordered else "No shapes."
+
+
 def _colour_counts(scene: Scene) -> Counter:
     return Counter(o.colour for o in scene.objects)
 
