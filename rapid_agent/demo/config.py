@@ -131,7 +131,13 @@ class DemoConfig:
     vpo_generations: int = field(default=4, metadata={"help": "captioner samples per question (GRPO group)"})
     vpo_lr: float = field(default=1e-3, metadata={"help": "VPO learning rate"})
     vpo_temperature: float = field(default=1.0, metadata={"help": "captioner sampling temperature during VPO"})
-    vpo_beta: float = field(default=0.0, metadata={"help": "KL coefficient to the SFT captioner (0: no reference)"})
+    vpo_beta: float = field(
+        default=0.1,
+        metadata={
+            "help": "KL coefficient to the SFT captioner (0: no reference). Measured at lr 1e-3: without it the tiny "
+            "policy's language broke, 17-64% of held-out samples malformed after 8 steps"
+        },
+    )
     vpo_caption_penalty: float = field(
         default=0.5,
         metadata={"help": "lambda: taken off a correct output whose caption the policy judges no description"},

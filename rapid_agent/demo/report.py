@@ -398,7 +398,7 @@ def write_readme(
         f"tokens, {cfg['seeds']} seed(s) per row; the VPO mode's rows sample the captioner at temperature "
         f"{cfg['vpo_temperature']} with the same seed",
         f"- VPO: {cfg['vpo_steps']} steps, {cfg['vpo_prompts_per_step']} questions x {cfg['vpo_generations']} "
-        f"samples per step, learning rate {cfg['vpo_lr']}, caption penalty {cfg['vpo_caption_penalty']} judged by "
+        f"samples per step, learning rate {cfg['vpo_lr']}, KL coefficient {cfg['vpo_beta']}, caption penalty {cfg['vpo_caption_penalty']} judged by "
         "the policy" + (", and the same run without the penalty" if cfg["vpo_compare_penalty"] else ""),
         "- wall time (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings["wall_s"].items()),
         "- CPU time of this process (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings["cpu_s"].items()),
