@@ -22,7 +22,7 @@ from rapid_agent.demo.config import DemoConfig
 from rapid_agent.demo.mixture import STYLED_MODE, tagged
 from rapid_agent.demo.run import DEFAULT_REASONER
 from rapid_agent.demo.solver import WorldSolver
-from rapid_agent.world import STYLES, build_world, style_text
+from rapid_agent.world import STYLES, style_text
 
 
 def accuracy(items: list[dict], style: str, context: RapidContext) -> dict[int, list[bool]]:
@@ -50,16 +50,7 @@ def main() -> None:
     args = parser.parse_args()
 
     config = DemoConfig(n_test=args.items)
-    world = build_world(
-        64,
-        config.n_test,
-        seed=config.world_seed,
-        levels=config.levels,
-        image_size=config.image_size,
-        grid=config.grid,
-        max_objects=config.max_objects,
-    )
-    items = list(world["test"])
+    items = list(config.build_world(n_train=64)["test"])
     reasoner = load_engine(args.reasoner, "reasoner", max_batch_size=config.reasoner_batch_size)
     gen = GenerationConfig(
         temperature=config.reasoner_temperature,

@@ -232,6 +232,21 @@ class DemoConfig:
         )
         return cls(**{**small, **overrides})
 
+    def build_world(self, n_train: int | None = None) -> Any:
+        """The world's "train"/"test" splits for these settings (`n_train` overrides the training split's size; the
+        test split does not depend on it)."""
+        from rapid_agent.world import build_world
+
+        return build_world(
+            self.n_train if n_train is None else n_train,
+            self.n_test,
+            seed=self.world_seed,
+            levels=self.levels,
+            image_size=self.image_size,
+            grid=self.grid,
+            max_objects=self.max_objects,
+        )
+
     def captioner_key_fields(self) -> dict[str, Any]:
         """What the trained captioner depends on (its cache key); evaluation and VPO settings are left out."""
         names = (

@@ -230,18 +230,8 @@ def _run(out: Path, config: DemoConfig, *, quick: bool, cache_dir: str | Path | 
     runs = runs if config.vpo_steps > 0 else []
     stages = _Stages(4 + 3 * len(runs) + 1, progress)
 
-    from rapid_agent.world import build_world
-
     stages.begin("world")
-    world = build_world(
-        config.n_train,
-        config.n_test,
-        seed=config.world_seed,
-        levels=config.levels,
-        image_size=config.image_size,
-        grid=config.grid,
-        max_objects=config.max_objects,
-    )
+    world = config.build_world()
     train_items, test_items = list(world["train"]), list(world["test"])
     stages.end("world")
 
