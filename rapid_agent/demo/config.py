@@ -1,4 +1,6 @@
-"""The demo's settings: one frozen dataclass, a full preset (under 15 minutes on 2 CPU cores) and a quick one.
+"""The demo's settings: one frozen dataclass, a full preset and a quick one (about a minute, what CI runs). The full
+one took 695-735 s with the captioner cached and 474 s more to train it, measured as two runs side by side on 2 CPU
+cores (the README gives every run).
 
 The captioner-side fields (world, tokenizer, model, SFT) decide the cache key of the trained captioner; the rest
 (evaluation, VPO, report) can change without retraining it. The prompts are the library's `Prompts`, shortened:
@@ -15,8 +17,9 @@ Settings chosen from measurements of SmolLM2 answering from gold text (greedy un
 - copying a gold solution's boxed answer: 36/48 at temperature 0 and 35/48 at 0.2 (26/48 at 0.4), so the reasoner
   samples at 0.2: seeds still vary its outputs.
 - so the world uses levels 1 (read a count) and 2 (two counts and a named operation). The captioner is taught
-  worked solutions to the answer only for level 1; on level 2 its tentative solution stops at the two counts. Like
-  the paper's VLMs it perceives well and reasons poorly, and the arithmetic is what the text-only reasoner brings.
+  worked solutions to the answer only for level 1; on level 2 its tentative solution stops at setting up the named
+  operation on the two counts ("Compute 2 * 3."). Like the paper's VLMs it is meant to perceive well and reason
+  poorly, and the arithmetic is what the text-only reasoner brings.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ One set of weights serves every row of the demo, so the captioner is trained on 
 
 A style whose text needs the answer (the bare answer; the counts style's boxed solution) is taught only on the
 levels in `solution_levels`: elsewhere the captioner is not taught the arithmetic, and its counts solution stops at
-setting it up ("The product is 2 * 3."), like a VLM that perceives well and reasons poorly.
+setting it up ("Compute 2 * 3."), like a VLM that perceives well and reasons poorly.
 """
 
 from __future__ import annotations
