@@ -1,6 +1,5 @@
 """The demo's settings: one frozen dataclass, a full preset and a quick one (about a minute, what CI runs). The full
-one took 695-735 s with the captioner cached and 474 s more to train it, measured as two runs side by side on 2 CPU
-cores (the README gives every run).
+one took 811 s on 2 CPU cores with an empty cache, 299 s of it training the captioner (the README gives every run).
 
 The captioner-side fields (world, tokenizer, model, SFT) decide the cache key of the trained captioner; the rest
 (evaluation, VPO, report) can change without retraining it. The prompts are the library's `Prompts`, shortened:
