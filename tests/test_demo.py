@@ -446,7 +446,10 @@ def test_quick_demo_writes_every_report_file(tmp_path: Path) -> None:
     assert "noise" in readme and "| captioner alone (end to end) |" in readme
     assert "`hf:smollm2-135m-instruct`" in readme and str(Path.home()) not in readme and str(tmp_path) not in readme
     sft = summary["checks"]["sft"]
-    assert 0 <= sft["descriptions"]["exact"] <= 1 and sft["judge"]["n"] == DemoConfig.preset(True).n_test
+    # the report states this run's own perception and judge figures
+    assert f"held-out descriptions exactly right: **{100 * sft['descriptions']['exact']:.0f}%**" in readme
+    assert f"agrees with the ground truth on **{100 * sft['judge']['agreement']:.0f}%**" in readme
+    assert sft["judge"]["n"] == DemoConfig.preset(True).n_test
     assert summary["captioner_built"] and summary["timings"]["wall_s"]["total"] > 0
     assert len(summary["vpo"]["vpo"]["style_curve"]) == DemoConfig.preset(True).vpo_steps + 1
     # a second run reuses the cached captioner
