@@ -425,4 +425,7 @@ def test_every_odd_reasoner_output_with_every_answer_kind_gives_a_reward_in_time
     raising = [r for (text, _, _), r in zip(cases, rewards) if text == "RAISE"]
     assert raising and all(r is None for r in raising)
     assert all(isinstance(r, float) and 0.0 <= r <= 1.0 for (text, _, _), r in zip(cases, rewards) if text != "RAISE")
+    # and the rewards are the verdicts, not just numbers: the one plain right answer scores 1, against others 0
+    plain = {str(gold): r for (text, gold, _), r in zip(cases, rewards) if text == "\\boxed{3}"}
+    assert plain["3"] == 1.0 and plain["\\frac{1}{2}"] == plain["x^2+1"] == plain["Yes"] == 0.0
     assert elapsed < 10 + 1.0 * len(cases), f"{len(cases)} samples took {elapsed:.1f} s"
