@@ -15,6 +15,7 @@ import pytest
 from rapid_agent.demo import DemoConfig, add_arguments, run_demo
 from rapid_agent.demo.cache import MANIFEST, check_entry, ensure_entry
 from rapid_agent.demo.captioner import ensure_captioner
+from rapid_agent.demo.config import SCRATCH
 from rapid_agent.demo.report import REPORT_FILES, paired_effect
 from rapid_agent.eval.evaluate import EvalResult
 from rapid_agent.world import generate_items, parse_counts
@@ -85,6 +86,7 @@ def test_a_failed_build_leaves_nothing_that_looks_complete(tmp_path: Path) -> No
 # ---------------------------------------------------------------------------------------------- the captioner
 
 TINY = DemoConfig(
+    captioner_base=SCRATCH,
     n_train=12,
     n_test=2,
     text_hidden=32,

@@ -1,5 +1,6 @@
-"""The demo's settings: one frozen dataclass, a full preset and a quick one (about a minute, what CI runs). The full
-one took 811 s on 2 CPU cores with an empty cache, 299 s of it training the captioner (the README gives every run).
+"""The demo's settings: one frozen dataclass, a full preset and a quick one (about a minute, what CI runs). The
+captioner starts from the perception base shipped in the package (`base.py`: pretrained once, 7,500 steps); each
+run's SFT is a short seeded continuation of it (200 steps). The README gives every full run's figures and time.
 
 The captioner-side fields (world, tokenizer, model, SFT) decide the cache key of the trained captioner; the rest
 (evaluation, VPO, report) can change without retraining it. The prompts are the library's `Prompts`, shortened:
@@ -32,8 +33,11 @@ from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
 from rapid_agent.rl.judge import JUDGE_PROMPT
 from rapid_agent.world import STYLES
 
+#: `captioner_base` values: the perception base shipped in the package (`base.py`), or random weights
+BUNDLED, SCRATCH = "bundled", "scratch"
+
 #: bump when the captioner's training code changes in a way that should invalidate cached captioners
-SFT_VERSION = 6
+SFT_VERSION = 7
 
 DEMO_PROMPTS: Prompts = DEFAULT_PROMPTS.replace(
     # captioner side: short, but still a describe/solve split that never asks the captioner to answer in cap modes
@@ -76,6 +80,15 @@ class DemoConfig:
     max_objects: int = field(default=8, metadata={"help": "most objects in one scene"})
     world_seed: int = field(default=0, metadata={"help": "seed of the world"})
     # captioner
+    captioner_base: str = field(
+        default=BUNDLED,
+        metadata={
+            "help": "where the captioner's SFT starts: 'bundled' (the perception-pretrained base shipped in the "
+            "package, see `rapid_agent/demo/base.py`), 'scratch' (random weights of the sizes below) or the folder "
+            "of a base built by `python -m rapid_agent.demo.base --out`; a base fixes the world, sizes and "
+            "perception prompts it was trained with"
+        },
+    )
     vocab_size: int = field(default=1024, metadata={"help": "upper bound of the BPE vocabulary"})
     text_hidden: int = field(default=128, metadata={"help": "captioner language model width"})
     layers: int = field(default=4, metadata={"help": "captioner language model layers"})
@@ -83,16 +96,27 @@ class DemoConfig:
     kv_heads: int = field(default=2, metadata={"help": "key/value heads"})
     vision_hidden: int = field(default=64, metadata={"help": "vision tower width"})
     vision_depth: int = field(default=2, metadata={"help": "vision tower blocks"})
-    sft_steps: int = field(default=1200, metadata={"help": "SFT optimiser steps"})
+    sft_steps: int = field(
+        default=200,
+        metadata={"help": "SFT optimiser steps (from the bundled base: a short seeded continuation of its mixture)"},
+    )
     sft_batch_size: int = field(default=32, metadata={"help": "SFT examples per step"})
-    sft_lr: float = field(default=3e-3, metadata={"help": "SFT peak learning rate"})
+    sft_lr: float = field(
+        default=5e-4,
+        metadata={"help": "SFT peak learning rate (from random weights, 3e-3 and 1200+ steps is a starting point)"},
+    )
     sft_aux_weight: float = field(
-        default=1.0, metadata={"help": "weight of the per-cell auxiliary loss on the vision tokens (0: none)"}
+        default=1.0,
+        metadata={
+            "help": "weight of the per-cell auxiliary loss on the vision tokens (0: none); used when training from "
+            "random weights and in the base's pretraining, left out of SFT from a base"
+        },
     )
     sft_count_weight: float = field(
         default=1.0,
         metadata={
-            "help": "weight of the auxiliary loss that has every vision token predict the image's counts (0: none)"
+            "help": "weight of the auxiliary loss that has the language model predict the image's counts (0: none); "
+            "used as `sft_aux_weight` is"
         },
     )
     sft_digit_weight: float = field(
@@ -190,6 +214,10 @@ class DemoConfig:
             raise ValueError(f"reasoner_temperature must be >= 0, got {self.reasoner_temperature!r}")
         if not 0 <= self.vpo_caption_penalty <= 1:
             raise ValueError(f"vpo_caption_penalty must be in [0, 1], got {self.vpo_caption_penalty!r}")
+        if not self.captioner_base:
+            raise ValueError(
+                f"captioner_base must be {BUNDLED!r}, {SCRATCH!r} or a folder, got {self.captioner_base!r}"
+            )
         weights = dict(self.sft_styles)
         unknown = sorted(set(weights) - set(STYLES))
         if unknown or any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
@@ -210,9 +238,6 @@ class DemoConfig:
         small = dict(
             n_train=96,
             n_test=6,
-            text_hidden=64,
-            layers=2,
-            vision_hidden=32,
             sft_steps=30,
             sft_batch_size=8,
             reasoner_max_new_tokens=16,
@@ -252,7 +277,7 @@ class DemoConfig:
     def captioner_key_fields(self) -> dict[str, Any]:
         """What the trained captioner depends on (its cache key); evaluation and VPO settings are left out."""
         names = (
-            "n_train levels image_size grid max_objects world_seed vocab_size text_hidden layers heads kv_heads "
+            "captioner_base n_train levels image_size grid max_objects world_seed vocab_size text_hidden layers heads kv_heads "
             "vision_hidden vision_depth sft_steps sft_batch_size sft_lr sft_aux_weight sft_count_weight sft_digit_weight sft_seed "
             "sft_solution_levels "
             "sft_styles sft_style_examples sft_judge_examples"

@@ -372,6 +372,20 @@ def _checks_lines(checks: dict[str, dict]) -> list[str]:
     return lines
 
 
+def _base_lines(info: dict[str, Any]) -> list[str]:
+    """Where the captioner's SFT started: the pretrained perception base and its own figures, or random weights."""
+    pre = info.get("base_pretraining")
+    if not pre:
+        return ["- the captioner's SFT started from random weights (`captioner_base: scratch`)"]
+    exact = (pre.get("descriptions") or {}).get("exact")
+    return [
+        f"- its SFT started from the perception base `{info.get('base')}` (pretrained once, on descriptions and "
+        f"query-related counts only: {pre.get('steps')} steps on {pre.get('n_train')} items, "
+        + (f"{_pct(exact)} of held-out descriptions exactly right" if exact is not None else "no figure recorded")
+        + "; `python -m rapid_agent.demo.base` rebuilds it)"
+    ]
+
+
 def write_readme(
     out: Path, config: Any, summary: dict[str, Any], table: str, found: dict[str, list[Effect]], extra: str
 ) -> Path:
@@ -394,6 +408,7 @@ def write_readme(
         f"description, the query-related counts, its own tentative solution, the caption judge's yes/no, and in the "
         f"VPO mode `{cfg['vpo_mode']}` several styles ({styles}; answers only at level(s) "
         f"{cfg['sft_solution_levels']})",
+        *_base_lines(info),
         f"- reasoner: temperature {cfg['reasoner_temperature']}, at most {cfg['reasoner_max_new_tokens']} new "
         f"tokens, {cfg['seeds']} seed(s) per row; the VPO mode's rows sample the captioner at temperature "
         f"{cfg['vpo_temperature']} with the same seed",

@@ -28,7 +28,7 @@ from rapid_agent.backends import GenerationConfig, load_engine
 from rapid_agent.config import RapidContext
 from rapid_agent.demo import measure, report, rows
 from rapid_agent.demo.captioner import ensure_captioner
-from rapid_agent.demo.config import DemoConfig
+from rapid_agent.demo.config import SCRATCH, DemoConfig
 from rapid_agent.demo.solver import MajorityVote, WorldSolver
 from rapid_agent.eval.evaluate import EvalResult, evaluate
 
@@ -303,7 +303,9 @@ def _run(out: Path, config: DemoConfig, *, quick: bool, cache_dir: str | Path | 
         "config": config.as_dict(),
         "quick": quick,
         "reasoner": spec,
-        "captioner": f"demo captioner {manifest.get('key', '?')} (tiny Qwen2.5-VL trained here)",
+        "captioner": f"demo captioner {manifest.get('key', '?')} (tiny Qwen2.5-VL: "
+        + ("random weights" if config.captioner_base == SCRATCH else f"perception base {config.captioner_base!r}")
+        + " + SFT here)",
         "captioner_built": built,
         "checks": checks,
         "vpo": {
