@@ -2,7 +2,7 @@
 
 RAPID starts from a pretrained VLM that already perceives and can describe an image in many ways; VPO teaches it
 which way serves the reasoner. The demo does the same: `python -m rapid_agent.demo.base` pretrains a tiny
-Qwen2.5-VL in two stages and writes it to `rapid_agent/demo/base/`, where it ships. Each demo run then starts its
+Qwen2.5-VL in two stages and writes it to `rapid_agent/demo/pretrained/`, where it ships. Each demo run then starts its
 SFT (a short continuation, seeded by the captioner seed) from this base instead of from random weights.
 
     stage 1, perception   the world's full descriptions and query-related counts, with the auxiliary cell and
@@ -19,7 +19,7 @@ base: 31%, 56%, 75%, 92%, 94% of 256 held-out descriptions exact after 1,000 to 
 styles (85% of its samples word for word right in their style) and the judge (98% agreement). It was built in two
 invocations, the second with `--start-from` the first; `manifest.json` holds every figure.
 
-    python -m rapid_agent.demo.base [--steps 6000] [--mixture-steps 1500] [--out rapid_agent/demo/base]
+    python -m rapid_agent.demo.base [--steps 6000] [--mixture-steps 1500] [--out rapid_agent/demo/pretrained]
 
 `resolve(config)` returns the base's folder after checking its files against their manifest and its world, sizes
 and prompts against `config` (a mismatch names the field: the base only knows the world it was trained on).
@@ -46,7 +46,7 @@ from rapid_agent.demo.mixture import Example, task_prompt, task_target
 logger = logging.getLogger(__name__)
 
 #: where the bundled base lives (inside the package, shipped with it)
-BUNDLED_DIR = Path(__file__).with_name("base")
+BUNDLED_DIR = Path(__file__).with_name("pretrained")
 #: the manifest key of a base folder
 KEY = "perception-base"
 #: held-out items kept out of pretraining and measured on (a demo may use up to this many test items)
