@@ -155,7 +155,13 @@ class DemoConfig:
     vpo_mode: str = field(default="qcap+sol", metadata={"help": "perception mode VPO trains"})
     vpo_prompts_per_step: int = field(default=6, metadata={"help": "questions per VPO step"})
     vpo_generations: int = field(default=4, metadata={"help": "captioner samples per question (GRPO group)"})
-    vpo_lr: float = field(default=1e-3, metadata={"help": "VPO learning rate"})
+    vpo_lr: float = field(
+        default=5e-4,
+        metadata={
+            "help": "VPO learning rate. Measured on one captioner, 8 steps: 1e-3 moved more samples to the usable style "
+            '(87% against 71%) but left 7% of them malformed ("Some."); 5e-4 kept 96% in a descriptive style'
+        },
+    )
     vpo_temperature: float = field(default=1.0, metadata={"help": "captioner sampling temperature during VPO"})
     vpo_beta: float = field(
         default=0.1,
