@@ -171,8 +171,13 @@ class DemoConfig:
         },
     )
     vpo_caption_penalty: float = field(
-        default=0.5,
-        metadata={"help": "lambda: taken off a correct output whose caption the policy judges no description"},
+        default=0.8,
+        metadata={
+            "help": "lambda: taken off a correct output whose caption the policy judges no description. It must "
+            "exceed the shortcut's margin over the weakest usable descriptions: on level 1 SmolLM2 answers a bare "
+            "answer 100% right and a full inventory 54%, so lambda > 0.46; at 0.5 the bare-answer share still grew "
+            "in one of three runs (6% to 12%, captioner seed 1)"
+        },
     )
     vpo_compare_penalty: bool = field(
         default=True, metadata={"help": "also run VPO without the penalty, from the same captioner, to compare"}
