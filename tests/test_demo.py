@@ -452,6 +452,9 @@ def test_quick_demo_writes_every_report_file(tmp_path: Path) -> None:
     assert f"held-out descriptions exactly right: **{100 * sft['descriptions']['exact']:.0f}%**" in readme
     assert f"agrees with the ground truth on **{100 * sft['judge']['agreement']:.0f}%**" in readme
     assert sft["judge"]["n"] == DemoConfig.preset(True).n_test
+    # the quick demo too starts from the shipped base, and says so with the base's own pretraining figures
+    base_exact = sft["base_pretraining"]["descriptions"]["exact"]
+    assert "started from the pretrained base `bundled`" in readme and f"{100 * base_exact:.0f}% of held-out" in readme
     assert summary["captioner_built"] and summary["timings"]["wall_s"]["total"] > 0
     assert len(summary["vpo"]["vpo"]["style_curve"]) == DemoConfig.preset(True).vpo_steps + 1
     # a second run reuses the cached captioner

@@ -379,8 +379,8 @@ def _base_lines(info: dict[str, Any]) -> list[str]:
         return ["- the captioner's SFT started from random weights (`captioner_base: scratch`)"]
     exact = (pre.get("descriptions") or {}).get("exact")
     return [
-        f"- its SFT started from the perception base `{info.get('base')}` (pretrained once, on descriptions and "
-        f"query-related counts only: {pre.get('steps')} steps on {pre.get('n_train')} items, "
+        f"- its SFT started from the pretrained base `{info.get('base')}` (pretrained once on perception, then on "
+        f"the whole mixture: {pre.get('steps')} steps on {pre.get('n_train')} items, "
         + (f"{_pct(exact)} of held-out descriptions exactly right" if exact is not None else "no figure recorded")
         + "; `python -m rapid_agent.demo.base` rebuilds it)"
     ]

@@ -304,7 +304,7 @@ def _run(out: Path, config: DemoConfig, *, quick: bool, cache_dir: str | Path | 
         "quick": quick,
         "reasoner": spec,
         "captioner": f"demo captioner {manifest.get('key', '?')} (tiny Qwen2.5-VL: "
-        + ("random weights" if config.captioner_base == SCRATCH else f"perception base {config.captioner_base!r}")
+        + ("random weights" if config.captioner_base == SCRATCH else f"pretrained base {config.captioner_base!r}")
         + " + SFT here)",
         "captioner_built": built,
         "checks": checks,
