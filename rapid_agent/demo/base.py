@@ -126,11 +126,14 @@ def _stage(
     curve: list[dict[str, Any]] = []
     every = max(1, steps // max(evals, 1))
 
+    def held_out() -> dict[str, Any]:
+        engine = HFEngine.from_model(model, processor, role="captioner", spec="base", max_batch_size=64)
+        return measure.descriptions(engine, test_items, config)
+
     def on_step(step: int, loss: float) -> None:
         if (step + 1) % every == 0 and step + 1 < steps:
             model.eval()
-            engine = HFEngine.from_model(model, processor, role="captioner", spec="base", max_batch_size=64)
-            found = measure.descriptions(engine, test_items, config)
+            found = held_out()
             curve.append({"step": step + 1, "exact": found["exact"], "loss": loss})
             logger.info("%s step %d: %.1f%% of held-out descriptions exact", name, step + 1, 100 * found["exact"])
             model.train()
@@ -149,8 +152,7 @@ def _stage(
         on_step=on_step,
     )
     model.eval()
-    engine = HFEngine.from_model(model, processor, role="captioner", spec="base", max_batch_size=64)
-    found = measure.descriptions(engine, test_items, config)
+    found = held_out()
     return {
         "tasks": sorted({e.task for e in taught}),
         "examples": len(taught),
@@ -185,8 +187,8 @@ def pretrain(
     import transformers
     from transformers import AutoModelForImageTextToText
 
-    from rapid_agent.backends.hf import load_processor
-    from rapid_agent.demo.captioner import measure_captioner, new_captioner, plan
+    from rapid_agent.backends.hf import HFEngine, load_processor
+    from rapid_agent.demo.captioner import new_captioner, plan
 
     transformers.logging.set_verbosity_error()
     # the held-out split is drawn larger than any demo's, so no demo's test scene is ever pretrained on
@@ -227,7 +229,11 @@ def pretrain(
             model, processor, items, test_items, taught, name="mixture", steps=mixture_steps, lr=mixture_lr, **args
         )
     model.save_pretrained(path)
-    checks = measure_captioner(model, processor, test_items[:64], config)
+    # the last stage measured the descriptions; styles and the judge are measured on 64 of the held-out items
+    engine = HFEngine.from_model(model, processor, role="captioner", spec="base", max_batch_size=64)
+    styles = measure.styles(
+        engine, test_items[:64], config, samples=config.style_samples, temperature=config.vpo_temperature
+    )
     last = stages.get("mixture", stages["perception"])
     info = {
         "bound": bound(config),
@@ -240,8 +246,8 @@ def pretrain(
         "machine": f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}",
         "stages": stages,
         "descriptions": last["descriptions"],
-        "styles": {k: checks["styles"][k] for k in ("samples", "shares", "exact_in_style")},
-        "judge": checks["judge"],
+        "styles": {k: styles[k] for k in ("samples", "shares", "exact_in_style")},
+        "judge": measure.judge(engine, test_items[:64], config),
     }
     return write_manifest(out, KEY, info)
 
