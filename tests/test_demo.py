@@ -499,3 +499,32 @@ def test_level_table_splits_rows_by_level() -> None:
     table = level_table({"sft": EvalResult(found, summarize(found))}, DemoConfig())
     assert "| SFT captioner | captioner alone (end to end) | 100.0 | 0.0 |" in table
     assert "| SFT captioner | decoupled: qcap | 50.0 | 100.0 |" in table
+
+
+def test_style_accuracy_table_reads_each_samples_style() -> None:
+    from rapid_agent.demo.report import style_accuracy_table
+    from rapid_agent.eval.evaluate import summarize
+
+    def record(level: int, caption: str | None, correct: bool | None, row: str = "qcap+sol") -> dict:
+        return {
+            "row": row,
+            "seed": 0,
+            "id": caption or "",
+            "level": level,
+            "caption": caption,
+            "correct": correct,
+            "errors": [],
+        }
+
+    found = [
+        record(1, "3.", True),
+        record(1, "3.", False),
+        record(1, "There are 3 red circles.", True),
+        record(2, "Some red shapes.", False),
+        record(2, "garbled", True),
+        record(2, "Some red shapes.", None),  # errored: not counted
+        record(1, "3.", False, row="qcap"),  # another row: not counted
+    ]
+    table = style_accuracy_table({"vpo": EvalResult(found, summarize(found))}, DemoConfig())
+    assert "| after VPO | 1 | 100 (n=1) |  |  |  | 50 (n=2) |  |" in table
+    assert "| after VPO | 2 |  |  |  | 0 (n=1) |  | 100 (n=1) |" in table

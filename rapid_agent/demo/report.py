@@ -20,7 +20,7 @@ from typing import Any
 
 from rapid_agent.backends.images import image_to_data_url
 from rapid_agent.eval.evaluate import END_TO_END, EvalResult, RowSummary, write_csv
-from rapid_agent.world import STYLES
+from rapid_agent.world import STYLES, style_of
 
 TABLE_MD = "accuracy.md"
 TABLE_CSV = "accuracy.csv"
@@ -221,6 +221,29 @@ def level_table(results: dict[str, EvalResult], config: Any) -> str:
     for stage, s in rows:
         shown = [f"{100 * s.by_level[lv]:.1f}" if lv in s.by_level else "" for lv in levels]
         lines.append(f"| {STAGE_TITLES.get(stage, stage)} | {row_label(s.row, config)} | " + " | ".join(shown) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def style_accuracy_table(results: dict[str, EvalResult], config: Any) -> str:
+    """The reasoner's accuracy % from each caption style the captioner sampled in the VPO mode, per stage and
+    question level, with the number of samples: which styles pay, and whether the bare answer out-earns the
+    descriptions (the shortcut the caption penalty exists to stop). Styles are read from each recorded caption."""
+    found: dict[tuple[str, int, str], list[bool]] = {}
+    for stage, result in results.items():
+        for r in result.records:
+            if r["row"] == config.vpo_mode and r["correct"] is not None:
+                key = (stage, r.get("level"), style_of(r.get("caption")))
+                found.setdefault(key, []).append(bool(r["correct"]))
+    names = [*STYLES, "other"]
+    lines = ["| captioner | level | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
+    for stage, level in sorted(
+        {(stage, level) for stage, level, _ in found}, key=lambda k: (list(results).index(k[0]), str(k[1]))
+    ):
+        cells = []
+        for name in names:
+            marks = found.get((stage, level, name), [])
+            cells.append(f"{100 * sum(marks) / len(marks):.0f} (n={len(marks)})" if marks else "")
+        lines.append(f"| {STAGE_TITLES.get(stage, stage)} | {level} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -468,6 +491,8 @@ def write_report(
         + style_table(summary["checks"])
         + "\n## By question level\n\n"
         + level_table(results, config)
+        + f"\n## The reasoner's accuracy % from each caption style (`{config.vpo_mode}` samples, all seeds)\n\n"
+        + style_accuracy_table(results, config)
     )
     added = {
         "table": {stage: [dataclasses.asdict(s) for s in r.summary] for stage, r in results.items()},
