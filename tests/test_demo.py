@@ -446,6 +446,7 @@ def test_quick_demo_writes_every_report_file(tmp_path: Path) -> None:
     assert {"rapid.perceive", "rapid.reason"} <= {s["name"] for s in spans}
     readme = (out / "README.md").read_text()
     assert "noise" in readme and "| captioner alone (end to end) |" in readme
+    assert "The reasoner's accuracy % from each caption style" in readme and "| SFT captioner | 1 |" in readme
     assert "`hf:smollm2-135m-instruct`" in readme and str(Path.home()) not in readme and str(tmp_path) not in readme
     sft = summary["checks"]["sft"]
     # the report states this run's own perception and judge figures
