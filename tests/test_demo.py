@@ -523,7 +523,7 @@ def test_style_accuracy_table_reads_each_samples_style() -> None:
         record(1, "There are 3 red circles.", True),
         record(2, "Some red shapes.", False),
         record(2, "garbled", True),
-        record(2, "Some red shapes.", None),  # errored: not counted
+        record(2, "Some red shapes.", None),  # no gold answer to score: not counted
         record(1, "3.", False, row="qcap"),  # another row: not counted
     ]
     table = style_accuracy_table({"vpo": EvalResult(found, summarize(found))}, DemoConfig())
