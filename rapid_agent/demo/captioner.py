@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from rapid_agent.demo import measure, mixture, sft
+from rapid_agent.demo import base, measure, mixture, sft
 from rapid_agent.demo.cache import MANIFEST, config_key, default_cache_root, ensure_entry
 from rapid_agent.demo.config import SCRATCH, DemoConfig
 from rapid_agent.world import COLOURS, SHAPES
@@ -136,8 +136,6 @@ def train_captioner(
 
     transformers.logging.set_verbosity_error()  # weight-loading reports of a model we just built say nothing new
     started = time.perf_counter()
-    from rapid_agent.demo import base
-
     if config.captioner_base == SCRATCH:
         path, base_info = new_captioner(folder / MODEL_DIR, train_items, config), {"base": SCRATCH}
     else:
@@ -202,8 +200,6 @@ def ensure_captioner(
     on_rebuild: Callable[[str], None] | None = None,
 ) -> tuple[Path, dict[str, Any], bool]:
     """(model folder, manifest, trained now) for `config`'s captioner, from the cache when it can be trusted."""
-    from rapid_agent.demo import base
-
     root = Path(cache_root).expanduser() if cache_root is not None else default_cache_root()
     key = config_key({**config.captioner_key_fields(), "base_weights": base.fingerprint(config)})
 
