@@ -247,6 +247,7 @@ def vpo_reward(
         scored = [i for i, r in enumerate(rewards) if r is not None]
         asked = [i for i in scored if rewards[i] > 0] if judge_scope == "correct" else scored
         verdicts: list[bool | None] = []
+        penalised = 0
         if penalise:
             # called on every step, also with nothing to judge: the policy judge's parameter gathering is collective
             verdicts = list(judge([captions[i] for i in asked]))  # type: ignore[misc]
@@ -255,8 +256,9 @@ def vpo_reward(
             for i, genuine in zip(asked, verdicts):
                 if genuine is False and rewards[i]:
                     rewards[i] = rewards[i] * (1.0 - caption_penalty)
+                    penalised += 1  # counted here: at caption_penalty 1 the reward it leaves is 0
 
-        _log(log_metric, batch, states, outcomes, labels, rewards, verdicts, asked, penalise, judge_scope, latency)
+        _log(log_metric, batch, states, outcomes, labels, rewards, verdicts, penalised, penalise, judge_scope, latency)
         log_extra("reasoner_output", _logged_outputs(batch, valid, states[0]))
         return rewards
 
@@ -286,7 +288,7 @@ def _log(
     labels: list[str],
     rewards: list[float | None],
     verdicts: list[bool | None],
-    asked: list[int],
+    penalised: int,
     penalise: bool,
     judge_scope: str,
     latency: float,
@@ -326,7 +328,6 @@ def _log(
     if penalise:
         scored = [r for r in rewards if r is not None]
         if scored:
-            penalised = sum(v is False and bool(rewards[i]) for i, v in zip(asked, verdicts))
             log_metric("vpo/penalty_rate", penalised / len(scored))
         if verdicts:
             log_metric(f"vpo/valid_caption_ratio_{judge_scope}", sum(v is not False for v in verdicts) / len(verdicts))

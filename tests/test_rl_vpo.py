@@ -110,6 +110,10 @@ def test_vpo_reward_scores_correct_penalised_wrong_and_failed_samples_in_one_rea
     assert metrics["vpo/valid_caption_ratio_correct"] == [0.5]
     assert metrics["vpo/truncated_rate"] == [0.0]
     assert {"vpo/reasoner_latency_s", "vpo/reasoner_completion_tokens"} <= metrics.keys()
+    # a penalty of 1 leaves a penalised sample reward 0, and it is still counted as penalised
+    full = vpo_reward(reasoner, mode="cap", gen=GEN, judge=judge, caption_penalty=1.0, retries=0)
+    rewards, metrics = call(full, texts)
+    assert rewards == [1.0, 0.0, 0.0, None] and metrics["vpo/penalty_rate"] == [pytest.approx(1 / 3)]
 
 
 def test_vpo_reward_is_the_graphs_verdict_one_graph_run_per_sample(monkeypatch) -> None:
