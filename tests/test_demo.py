@@ -16,6 +16,7 @@ from rapid_agent.demo import DemoConfig, add_arguments, run_demo
 from rapid_agent.demo.cache import MANIFEST, check_entry, ensure_entry
 from rapid_agent.demo.captioner import ensure_captioner
 from rapid_agent.demo.config import SCRATCH
+from rapid_agent.demo.mixture import JUDGE_STYLES
 from rapid_agent.demo.report import REPORT_FILES, paired_effect
 from rapid_agent.eval.evaluate import EvalResult
 from rapid_agent.world import generate_items, parse_counts
@@ -202,6 +203,9 @@ def test_the_mixture_teaches_styles_by_weight_and_answers_only_where_taught() ->
     judged = [e for e in examples if e.task == "judge"]
     assert all(e.image_index is None and e.target == (NO if e.style == "answer" else YES) for e in judged)
     assert {e.target for e in judged} == {YES, NO} and all("Describes the image:" in e.prompt for e in judged)
+    # the descriptions judged are mostly counts: the short ones ("There are 2 circles.") are the closest to an answer
+    described = Counter(e.style for e in judged if e.target == YES)
+    assert 0.45 < described["counts"] / sum(described.values()) < 0.75 and set(described) == set(JUDGE_STYLES)
     with pytest.raises(ValueError, match="unknown styles"):
         plan(
             items[:2],
@@ -452,7 +456,7 @@ def test_quick_demo_writes_every_report_file(tmp_path: Path) -> None:
     # the report states this run's own perception and judge figures
     assert f"held-out descriptions exactly right: **{100 * sft['descriptions']['exact']:.0f}%**" in readme
     assert f"agrees with the ground truth on **{100 * sft['judge']['agreement']:.0f}%**" in readme
-    assert sft["judge"]["n"] == DemoConfig.preset(True).n_test
+    assert sft["judge"]["n"] == DemoConfig.preset(True).n_test * (len(JUDGE_STYLES) + 1)  # each style, a bare answer
     # the quick demo too starts from the shipped base, and says so with the base's own pretraining figures
     base_exact = sft["base_pretraining"]["descriptions"]["exact"]
     assert "started from the pretrained base `bundled`" in readme and f"{100 * base_exact:.0f}% of held-out" in readme
@@ -523,9 +527,10 @@ def test_style_accuracy_table_reads_each_samples_style() -> None:
         record(1, "There are 3 red circles.", True),
         record(2, "Some red shapes.", False),
         record(2, "garbled", True),
+        record(2, "There are 2 red shapes. 6.", True),  # a description run together with the answer: mixed
         record(2, "Some red shapes.", None),  # no gold answer to score: not counted
         record(1, "3.", False, row="qcap"),  # another row: not counted
     ]
     table = style_accuracy_table({"vpo": EvalResult(found, summarize(found))}, DemoConfig())
-    assert "| after VPO | 1 | 100 (n=1) |  |  |  | 50 (n=2) |  |" in table
-    assert "| after VPO | 2 |  |  |  | 0 (n=1) |  | 100 (n=1) |" in table
+    assert "| after VPO | 1 | 100 (n=1) |  |  |  | 50 (n=2) |  |  |" in table
+    assert "| after VPO | 2 |  |  |  | 0 (n=1) |  | 100 (n=1) | 100 (n=1) |" in table

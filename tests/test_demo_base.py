@@ -32,6 +32,23 @@ def test_the_bundled_base_describes_held_out_scenes() -> None:
     assert min(found["query_caption_exact"].values()) >= 0.8
 
 
+def test_the_bundled_base_judges_every_style_including_short_counts() -> None:
+    from rapid_agent.world import COLOURS
+
+    config = DemoConfig()
+    folder, _ = resolve(config)
+    engine = _engine(folder)
+    items = list(config.build_world(1)["test"])
+    judged = measure.judge(engine, items, config)
+    assert judged["n"] == 48 * 5 and judged["unparsed"] == 0.0
+    assert min(judged["by_style"].values()) >= 0.95, judged["by_style"]
+    # the former base judged these no description ("There are 2 circles.": no colour named): VPO's penalty then
+    # took the reward off right samples in the style the reasoner can use
+    short = [it for it in items if it["level"] == 1 and not any(c in it["query_caption"] for c in COLOURS)]
+    assert len(short) >= 5
+    assert measure.judge(engine, short, config)["by_style"]["counts"] == 1.0
+
+
 @pytest.mark.parametrize(
     ("overrides", "named"),
     [
@@ -98,7 +115,7 @@ def test_pretrain_writes_a_base_the_demo_accepts(tmp_path: Path) -> None:
     more = pretrain(config, tmp_path / "more", steps=4, mixture_steps=3, start_from=out, **common)["info"]
     assert more["stages"]["perception"]["steps"] == 4 and more["stages"]["mixture"]["steps"] == 3
     assert {"judge", "qcap+sol", "direct"} <= set(more["stages"]["mixture"]["tasks"]) and more["steps"] == 7
-    assert more["judge"]["n"] == 4
+    assert more["judge"]["n"] == 4 * 5  # each held-out item in the 4 descriptive styles and as a bare answer
     from safetensors.torch import load_file
 
     before, after = load_file(out / "model.safetensors"), load_file(tmp_path / "more" / "model.safetensors")

@@ -250,7 +250,12 @@ def test_every_style_is_read_back_and_true_to_the_scene():
             )
         else:
             assert counts_solution == item["solution"]
-    assert style_of("There are 3 red shapes. \\boxed{3}") == "other" and style_of(None) == "other"
+    # a description in no single style's form (run together with an answer, cut off, garbled) is mixed and still
+    # describes the image; a text with no piece of a description is other
+    for text in ("There are 3 red shapes. \\boxed{3}", "There is 1 green shape.</caption about>", "2 red circles, 1"):
+        assert style_of(text) == "mixed" and is_description(text), text
+    for text in ("Some.", "boxed{1}", "The answer is", None):
+        assert style_of(text) == "other" and not is_description(text), text
     with pytest.raises(ValueError, match="unknown style"):
         style_text(items[0], "poem")
 

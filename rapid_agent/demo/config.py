@@ -58,9 +58,9 @@ EVAL_MODES: tuple[str, ...] = ("qcap",)
 #: the captioner's description styles in the VPO mode and their shares in its supervision (see `mixture.py`)
 STYLE_WEIGHTS: tuple[tuple[str, float], ...] = (
     ("counts", 0.3),
-    ("inventory", 0.35),
-    ("vague", 0.27),
-    ("answer", 0.08),
+    ("inventory", 0.33),
+    ("vague", 0.25),
+    ("answer", 0.12),
 )
 
 
@@ -151,7 +151,7 @@ class DemoConfig:
     modes: tuple[str, ...] = field(default=EVAL_MODES, metadata={"help": "perception modes in the table"})
     seeds: int = field(default=2, metadata={"help": "reasoner seeds per table row (mean ± std)"})
     # VPO
-    vpo_steps: int = field(default=8, metadata={"help": "VPO optimiser steps (0: skip VPO)"})
+    vpo_steps: int = field(default=12, metadata={"help": "VPO optimiser steps (0: skip VPO)"})
     vpo_mode: str = field(default="qcap+sol", metadata={"help": "perception mode VPO trains"})
     vpo_prompts_per_step: int = field(default=6, metadata={"help": "questions per VPO step"})
     vpo_generations: int = field(default=4, metadata={"help": "captioner samples per question (GRPO group)"})
@@ -171,12 +171,12 @@ class DemoConfig:
         },
     )
     vpo_caption_penalty: float = field(
-        default=0.8,
+        default=1.0,
         metadata={
-            "help": "lambda: taken off a correct output whose caption the policy judges no description. It must "
-            "exceed the shortcut's margin over the weakest usable descriptions: on level 1 SmolLM2 answers a bare "
-            "answer 100% right and a full inventory 54%, so lambda > 0.46; at 0.5 the bare-answer share still grew "
-            "in one of three runs (6% to 12%, captioner seed 1)"
+            "help": "lambda: taken off a correct output whose caption the policy judges no description. At 1 a "
+            "penalised right answer earns what a wrong one does, so it never out-ranks a description in its GRPO "
+            "group; below 1 it does wherever the group's descriptions all fail (at 0.5 and 0.8 the bare-answer share "
+            "stayed at 5-12% in some runs even with the penalty)"
         },
     )
     vpo_compare_penalty: bool = field(
@@ -184,7 +184,7 @@ class DemoConfig:
     )
     vpo_train_items: int = field(default=512, metadata={"help": "training items VPO draws its questions from"})
     style_samples: int = field(
-        default=4, metadata={"help": "VPO-mode samples per held-out item when measuring the captioner's styles"}
+        default=8, metadata={"help": "VPO-mode samples per held-out item when measuring the captioner's styles"}
     )
     curve_every: int = field(
         default=2, metadata={"help": "VPO steps between held-out style measurements for the curves (0: none)"}

@@ -18,13 +18,11 @@ from typing import Any
 
 from rapid_agent.backends import ChatRequest, Engine, GenerationConfig
 from rapid_agent.demo.config import DemoConfig
-from rapid_agent.demo.mixture import STYLED_MODE, judge_text, task_prompt
+from rapid_agent.demo.mixture import JUDGE_STYLES, STYLED_MODE, bare_answers, task_prompt
 from rapid_agent.perception import split_output
 from rapid_agent.rl.judge import judge_request, parse_verdict
-from rapid_agent.world import DESCRIPTIVE, STYLES, parse_counts, style_of, style_text
+from rapid_agent.world import DESCRIPTIVE, KINDS, STYLES, describes, parse_counts, style_of, style_text
 
-#: the style a sample counts as when its caption is in none of the world's styles
-OTHER = "other"
 #: the style that states exactly what the question asks: the one SmolLM2 can use
 USABLE = "counts"
 
@@ -89,12 +87,12 @@ def styles(
                 caption, solution = style_text(item, kind)
                 exact += text == f"<caption>{caption}</caption>\n<solution>{solution}</solution>"
         usable[item["id"]] = sum(k == USABLE for k in kinds) / samples
-        descriptive[item["id"]] = sum(k in DESCRIPTIVE for k in kinds) / samples
+        descriptive[item["id"]] = sum(describes(k) for k in kinds) / samples
     total = max(len(texts), 1)
 
     def shares(counts: Counter) -> dict[str, float]:
         n = max(sum(counts.values()), 1)
-        return {s: counts[s] / n for s in (*STYLES, OTHER)}
+        return {s: counts[s] / n for s in KINDS}
 
     return {
         "samples": len(texts),
@@ -109,11 +107,12 @@ def styles(
 
 
 def judge(engine: Engine, items: Sequence[dict], config: DemoConfig, *, seed: int = 0) -> dict[str, Any]:
-    """The captioner answering the caption judge's prompt (greedy, as `judge: policy` asks it) about one held-out
-    text per item (a bare answer or a caption in a descriptive style, drawn like its training texts): the share of
-    verdicts that agree with the ground truth, per kind of text, and the share it gave no readable verdict on."""
+    """The captioner answering the caption judge's prompt (greedy, as `judge: policy` asks it) about held-out texts:
+    for every item, its caption in each descriptive style and one bare answer. The share of verdicts that agree
+    with the ground truth, per kind of text, and the share it gave no readable verdict on."""
     rng = random.Random(seed)
-    texts = [judge_text(item, rng) for item in items]
+    texts = [(style_text(item, s)[0], s) for item in items for s in JUDGE_STYLES]
+    texts += [(rng.choice(bare_answers(item)), "answer") for item in items]
     gen = GenerationConfig(temperature=0.0, top_p=1.0, max_new_tokens=4)
     verdicts = [
         parse_verdict(o.text) if not isinstance(o, Exception) else None

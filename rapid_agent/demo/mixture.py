@@ -95,13 +95,25 @@ def task_target(task: str, item: dict, style: str | None = None, *, taught: bool
     raise ValueError(f"unknown image task {task!r}; choose from {TASKS[:-1]}")
 
 
+#: how often each descriptive style is the "yes" text of a judge example. The counts style gets the most: its
+#: level-1 captions are one short sentence ("There are 2 circles."), the descriptions closest to a bare answer; with
+#: the styles drawn evenly the captioner judged 18 of 64 of those without a colour no description (every other
+#: style 63-64 of 64), and VPO's penalty then took the reward off right samples in the style the reasoner can use
+JUDGE_STYLES: dict[str, float] = {"counts": 0.6, "inventory": 0.15, "objects": 0.1, "vague": 0.15}
+
+
+def bare_answers(item: dict) -> list[str]:
+    """The forms a bare answer takes in judge texts: the answer style's wording, a lone boxed or plain number."""
+    answer = item["answer"]
+    return [f"The answer is {answer}.", f"\\boxed{{{answer}}}", answer]
+
+
 def judge_text(item: dict, rng: random.Random) -> tuple[str, str]:
     """(text, its style) for one judge example: a bare answer half of the time, else a caption in a descriptive
-    style; bare answers come in the answer style's wording or as a lone boxed or plain number."""
+    style drawn by `JUDGE_STYLES`."""
     if rng.random() < 0.5:
-        answer = item["answer"]
-        return rng.choice([f"The answer is {answer}.", f"\\boxed{{{answer}}}", answer]), "answer"
-    style = rng.choice(DESCRIPTIVE)
+        return rng.choice(bare_answers(item)), "answer"
+    style = rng.choices(list(JUDGE_STYLES), list(JUDGE_STYLES.values()))[0]
     return style_text(item, style)[0], style
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from rapid_agent.backends.images import image_to_data_url
 from rapid_agent.eval.evaluate import END_TO_END, EvalResult, RowSummary, write_csv
-from rapid_agent.world import STYLES, style_of
+from rapid_agent.world import KINDS, describes, style_of
 
 TABLE_MD = "accuracy.md"
 TABLE_CSV = "accuracy.csv"
@@ -200,7 +200,7 @@ def combined_table(results: dict[str, EvalResult], config: Any) -> str:
 
 def style_table(checks: dict[str, dict]) -> str:
     """Style shares of the VPO mode's held-out samples, per captioner (%)."""
-    names = [*STYLES, "other"]
+    names = list(KINDS)
     lines = ["| captioner | " + " | ".join(names) + " | samples |", "|---|" + "---:|" * (len(names) + 1)]
     for stage, check in checks.items():
         found = check.get("styles")
@@ -234,7 +234,7 @@ def style_accuracy_table(results: dict[str, EvalResult], config: Any) -> str:
             if r["row"] == config.vpo_mode and r["correct"] is not None:
                 key = (stage, r.get("level"), style_of(r.get("caption")))
                 found.setdefault(key, []).append(bool(r["correct"]))
-    names = [*STYLES, "other"]
+    names = list(KINDS)
     lines = ["| captioner | level | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
     for stage, level in sorted(
         {(stage, level) for stage, level, _ in found}, key=lambda k: (list(results).index(k[0]), str(k[1]))
@@ -390,7 +390,8 @@ def _checks_lines(checks: dict[str, dict]) -> list[str]:
             lines.append(
                 f"- {STAGE_TITLES.get(stage, stage)} in the VPO mode: {_pct(styles['shares'].get('counts'))} of "
                 f"{styles['samples']} held-out samples usable (counts style), {_pct(styles['shares'].get('answer'))} "
-                f"bare answers; {_pct(styles['exact_in_style'])} word for word right in their style"
+                f"bare answers, {_pct(sum(v for k, v in styles['shares'].items() if describes(k)))} valid (describe "
+                f"the image); {_pct(styles['exact_in_style'])} word for word right in their style"
             )
     return lines
 
@@ -488,6 +489,8 @@ def write_report(
     found = effects(results, summary["checks"], config)
     extra = (
         "## Styles of the VPO mode's held-out samples (%)\n\n"
+        "A valid caption describes the image: in one of the styles but the bare answer, or mixed (a description in no "
+        "single style's form: styles run together, a list cut off); other holds no description.\n\n"
         + style_table(summary["checks"])
         + "\n## By question level\n\n"
         + level_table(results, config)

@@ -24,7 +24,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from rapid_agent.backends import GenerationConfig, load_engine
+from rapid_agent.backends import Engine, GenerationConfig, load_engine
 from rapid_agent.config import RapidContext
 from rapid_agent.demo import measure, report, rows
 from rapid_agent.demo.captioner import ensure_captioner
@@ -224,6 +224,15 @@ def _stronger(
     return rows.merge(*parts)
 
 
+def _measure(captioner: Engine, test_items: list[dict], config: DemoConfig) -> dict[str, Any]:
+    """A captioner's styles in the VPO mode and its verdicts as the judge, measured in this run (for the SFT
+    captioner too: its cached build-time checks may have been taken with other measurement settings)."""
+    styles = measure.styles(
+        captioner, test_items, config, samples=config.style_samples, temperature=config.vpo_temperature
+    )
+    return {"styles": styles, "judge": measure.judge(captioner, test_items, config)}
+
+
 def _run(out: Path, config: DemoConfig, *, quick: bool, cache_dir: str | Path | None, progress: bool) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     runs = [(VPO, config.vpo_caption_penalty)] + ([(NO_PENALTY, 0.0)] if config.vpo_compare_penalty else [])
@@ -251,7 +260,7 @@ def _run(out: Path, config: DemoConfig, *, quick: bool, cache_dir: str | Path | 
     stages.begin("evaluating the SFT captioner")
     context = _context(config, captioner, reasoner)
     results = {SFT: _evaluate_stage(config, test_items, context, SFT, greedy=True, progress=progress)}
-    checks: dict[str, dict[str, Any]] = {SFT: manifest.get("info", {})}
+    checks: dict[str, dict[str, Any]] = {SFT: {**manifest.get("info", {}), **_measure(captioner, test_items, config)}}
     stages.end("evaluate SFT")
 
     vpo_info: dict[str, dict[str, Any]] = {}
@@ -279,12 +288,7 @@ def _run(out: Path, config: DemoConfig, *, quick: bool, cache_dir: str | Path | 
         )
         stages.end(f"evaluate {stage}")
         stages.begin(f"measuring {stage}")
-        checks[stage] = {
-            "styles": measure.styles(
-                trained, test_items, config, samples=config.style_samples, temperature=config.vpo_temperature
-            ),
-            "judge": measure.judge(trained, test_items, config),
-        }
+        checks[stage] = _measure(trained, test_items, config)
         stages.end(f"measure {stage}")
 
     stages.begin("stronger reasoners")

@@ -21,7 +21,7 @@ from typing import Any
 from rapid_agent.backends import Engine
 from rapid_agent.demo import measure
 from rapid_agent.demo.config import DemoConfig
-from rapid_agent.world import DESCRIPTIVE
+from rapid_agent.world import describes
 
 logger = logging.getLogger(__name__)
 
@@ -113,8 +113,8 @@ def run_vpo(
             temperature=config.vpo_temperature,
             seed=step,
         )
-        # a valid caption is one in a descriptive style: a malformed output ("other") describes nothing either
-        descriptive = sum(found["shares"][s] for s in DESCRIPTIVE)
+        # a valid caption describes the image: in a descriptive style or mixed; not a bare answer or "other"
+        descriptive = sum(share for kind, share in found["shares"].items() if describes(kind))
         curve.append({"step": step, **found["shares"], "descriptive": descriptive})
         _write_curve(output_dir / STYLE_CURVE_CSV, curve)
 

@@ -13,12 +13,13 @@ from rapid_agent.world.dataset import FEATURES, build_world, generate_items
 from rapid_agent.world.oracle import answer_from_description, answer_from_text, parse_counts, states_a_count
 from rapid_agent.world.questions import TEMPLATES, Question, ask, describe, list_objects, query_caption, solution
 from rapid_agent.world.scenes import COLOURS, PALETTE, SHAPES, Scene, SceneObject, render, sample_scene
-from rapid_agent.world.styles import DESCRIPTIVE, STYLES, is_description, style_of, style_text
+from rapid_agent.world.styles import DESCRIPTIVE, KINDS, STYLES, describes, is_description, style_of, style_text
 
 __all__ = [
     "COLOURS",
     "DESCRIPTIVE",
     "FEATURES",
+    "KINDS",
     "PALETTE",
     "SHAPES",
     "STYLES",
@@ -31,6 +32,7 @@ __all__ = [
     "ask",
     "build_world",
     "describe",
+    "describes",
     "generate_items",
     "is_description",
     "list_objects",

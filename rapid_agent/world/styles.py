@@ -13,8 +13,11 @@ one of these styles, all true to the image.
     answer     no description at all, only the answer ("6.", then "The answer is \\boxed{6}."): the shortcut VPO's
                caption penalty exists to stop
 
-`style_of` reads a caption's style back from its form; `is_description` is the ground truth a caption judge is
-measured against (every style but `answer` describes the image).
+`style_of` reads a caption's style back from its form: one of the styles, "mixed" when the caption holds a
+description that fits no single style (a counts sentence run into an inventory, a list cut off by the token budget:
+what a sampled captioner writes now and then), or "other" when it holds none ("Some.", "boxed{1}").
+`is_description` is the ground truth a caption judge is measured against and the valid-caption ratio is counted by:
+every style but `answer` describes the image, and so does a mixed caption.
 """
 
 from __future__ import annotations
@@ -26,6 +29,10 @@ from rapid_agent.world.scenes import COLOURS, SHAPES
 STYLES: tuple[str, ...] = ("counts", "inventory", "objects", "vague", "answer")
 #: the styles that describe the image (everything but the bare answer)
 DESCRIPTIVE: tuple[str, ...] = ("counts", "inventory", "objects", "vague")
+#: a caption that describes the image in no single style's form, and one that does not describe it at all
+MIXED, OTHER = "mixed", "other"
+#: what `style_of` can return, in table order
+KINDS: tuple[str, ...] = (*STYLES, MIXED, OTHER)
 #: the solution of a style that leaves all of the work to the reasoner
 PLAN = "Count the shapes it asks about."
 
@@ -39,6 +46,8 @@ _FORMS: dict[str, re.Pattern[str]] = {
     "vague": re.compile(rf"Some {_COLOUR}(?:(?:, | and ){_COLOUR})* shapes\."),
     "answer": re.compile(r"(?:The answer is )?(?:\\boxed\{[^{}]*\}|-?\d+)\.?"),
 }
+#: one piece of a description in any style: a count sentence, a counted kind, an object, the colours seen
+_PIECE = re.compile(rf"There (?:is|are) \d+ {_GROUP}|\d+ {_COLOUR} {_SHAPE}|\ban? {_COLOUR} {_SHAPE}|Some {_COLOUR}")
 _OPERATION = re.compile(r"what is the (product|sum) of", re.IGNORECASE)
 _STATED = re.compile(r"There (?:is|are) (\d+) ")
 
@@ -82,14 +91,21 @@ def style_text(item: dict, style: str) -> tuple[str, str]:
 
 
 def style_of(caption: str | None) -> str:
-    """The style a caption is written in, read from its form; "other" when it is in none of them."""
+    """The style a caption is written in, read from its form; "mixed" when it fits none but holds a piece of a
+    description, else "other"."""
     text = " ".join((caption or "").split())
     for style, form in _FORMS.items():
         if form.fullmatch(text):
             return style
-    return "other"
+    return MIXED if _PIECE.search(text) else OTHER
+
+
+def describes(kind: str) -> bool:
+    """Whether a caption of this `style_of` kind describes the image (a valid caption)."""
+    return kind in DESCRIPTIVE or kind == MIXED
 
 
 def is_description(caption: str | None) -> bool:
-    """Whether a caption describes the image (any descriptive style), as opposed to a bare answer or nothing."""
-    return style_of(caption) in DESCRIPTIVE
+    """Whether a caption describes the image (any descriptive style, or a mixed one), as opposed to a bare answer
+    or nothing."""
+    return describes(style_of(caption))
