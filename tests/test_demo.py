@@ -19,7 +19,7 @@ from rapid_agent.demo.config import SCRATCH
 from rapid_agent.demo.mixture import JUDGE_STYLES
 from rapid_agent.demo.report import REPORT_FILES, paired_effect
 from rapid_agent.eval.evaluate import EvalResult
-from rapid_agent.world import generate_items, parse_counts
+from rapid_agent.world import DESCRIPTIVE, generate_items, parse_counts
 
 # ---------------------------------------------------------------------------------------------------- the cache
 
@@ -362,6 +362,7 @@ def test_style_shares_and_judge_agreement_from_a_scripted_captioner() -> None:
     levels = [item["level"] for item in items]
     assert found["samples"] == 12 and found["exact_in_style"] == 1.0
     assert found["shares"]["counts"] == pytest.approx(levels.count(1) / 6)
+    assert found["valid"] == pytest.approx(levels.count(1) / 6)  # the bare answers of level 2 describe nothing
     assert found["by_level"][2]["answer"] == 1.0
     assert found["per_item_usable"] == {it["id"]: float(it["level"] == 1) for it in items}
     judged = measure.judge(engine, items * 4, config)
@@ -456,7 +457,7 @@ def test_quick_demo_writes_every_report_file(tmp_path: Path) -> None:
     # the report states this run's own perception and judge figures
     assert f"held-out descriptions exactly right: **{100 * sft['descriptions']['exact']:.0f}%**" in readme
     assert f"agrees with the ground truth on **{100 * sft['judge']['agreement']:.0f}%**" in readme
-    assert sft["judge"]["n"] == DemoConfig.preset(True).n_test * (len(JUDGE_STYLES) + 1)  # each style, a bare answer
+    assert sft["judge"]["n"] == DemoConfig.preset(True).n_test * (len(DESCRIPTIVE) + 1)  # each style, a bare answer
     # the quick demo too starts from the shipped base, and says so with the base's own pretraining figures
     base_exact = sft["base_pretraining"]["descriptions"]["exact"]
     assert "started from the pretrained base `bundled`" in readme and f"{100 * base_exact:.0f}% of held-out" in readme

@@ -128,7 +128,8 @@ def train_captioner(
     folder: Path, train_items: Sequence[dict], held_out: Sequence[dict], config: DemoConfig, *, progress: bool = True
 ) -> dict[str, Any]:
     """The captioner's starting point (the bundled perception base, or a random model), SFT on the mixture and
-    held-out checks (descriptions, styles, judge); saves the captioner under `folder/MODEL_DIR`."""
+    its held-out descriptions checked; saves the captioner under `folder/MODEL_DIR`. (Its styles and its verdicts as
+    the judge are measured by each run that uses it, `demo.run`, with that run's measurement settings.)"""
     import transformers
     from transformers import AutoModelForImageTextToText
 
@@ -176,18 +177,11 @@ def train_captioner(
 
 
 def measure_captioner(model: Any, processor: Any, held_out: Sequence[dict], config: DemoConfig) -> dict[str, Any]:
-    """The trained captioner on held-out items, against the world's truth: descriptions, the styles it samples in
-    the VPO mode (at the VPO temperature), and its verdicts as the caption judge."""
+    """The trained captioner's held-out descriptions against the world's truth."""
     from rapid_agent.backends.hf import HFEngine
 
     engine = HFEngine.from_model(model, processor, role="captioner", spec="sft-captioner", max_batch_size=64)
-    return {
-        "descriptions": measure.descriptions(engine, held_out, config),
-        "styles": measure.styles(
-            engine, held_out, config, samples=config.style_samples, temperature=config.vpo_temperature
-        ),
-        "judge": measure.judge(engine, held_out, config),
-    }
+    return {"descriptions": measure.descriptions(engine, held_out, config)}
 
 
 def ensure_captioner(

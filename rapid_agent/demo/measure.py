@@ -18,7 +18,7 @@ from typing import Any
 
 from rapid_agent.backends import ChatRequest, Engine, GenerationConfig
 from rapid_agent.demo.config import DemoConfig
-from rapid_agent.demo.mixture import JUDGE_STYLES, STYLED_MODE, bare_answers, task_prompt
+from rapid_agent.demo.mixture import STYLED_MODE, bare_answers, task_prompt
 from rapid_agent.perception import split_output
 from rapid_agent.rl.judge import judge_request, parse_verdict
 from rapid_agent.world import DESCRIPTIVE, KINDS, STYLES, describes, parse_counts, style_of, style_text
@@ -64,8 +64,9 @@ def styles(
     engine: Engine, items: Sequence[dict], config: DemoConfig, *, samples: int, temperature: float, seed: int = 0
 ) -> dict[str, Any]:
     """`samples` VPO-mode outputs per item at `temperature`: the share of each style (overall and per level), the
-    share of samples whose text is exactly the world's text in their style (right content), and per item the share
-    of usable (counts-style) and of descriptive samples, for paired comparisons between captioners."""
+    share of samples whose text is exactly the world's text in their style (right content), the share of valid
+    samples (their caption describes the image), and per item the share of usable (counts-style) and of valid
+    samples, for paired comparisons between captioners."""
     prompts = [task_prompt(STYLED_MODE, i["question"], config.prompts) for i in items]
     requests = [ChatRequest(p, image=i["image"]) for i, p in zip(items, prompts) for _ in range(samples)]
     gen = GenerationConfig(
@@ -94,10 +95,12 @@ def styles(
         n = max(sum(counts.values()), 1)
         return {s: counts[s] / n for s in KINDS}
 
+    overall = shares(found)
     return {
         "samples": len(texts),
         "temperature": temperature,
-        "shares": shares(found),
+        "shares": overall,
+        "valid": sum(share for kind, share in overall.items() if describes(kind)),
         "by_level": {level: shares(c) for level, c in sorted(by_level.items())},
         "exact_in_style": exact / total,
         "per_item_usable": usable,
@@ -111,7 +114,7 @@ def judge(engine: Engine, items: Sequence[dict], config: DemoConfig, *, seed: in
     for every item, its caption in each descriptive style and one bare answer. The share of verdicts that agree
     with the ground truth, per kind of text, and the share it gave no readable verdict on."""
     rng = random.Random(seed)
-    texts = [(style_text(item, s)[0], s) for item in items for s in JUDGE_STYLES]
+    texts = [(style_text(item, s)[0], s) for item in items for s in DESCRIPTIVE]
     texts += [(rng.choice(bare_answers(item)), "answer") for item in items]
     gen = GenerationConfig(temperature=0.0, top_p=1.0, max_new_tokens=4)
     verdicts = [

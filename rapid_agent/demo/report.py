@@ -20,7 +20,7 @@ from typing import Any
 
 from rapid_agent.backends.images import image_to_data_url
 from rapid_agent.eval.evaluate import END_TO_END, EvalResult, RowSummary, write_csv
-from rapid_agent.world import KINDS, describes, style_of
+from rapid_agent.world import KINDS, style_of
 
 TABLE_MD = "accuracy.md"
 TABLE_CSV = "accuracy.csv"
@@ -390,7 +390,7 @@ def _checks_lines(checks: dict[str, dict]) -> list[str]:
             lines.append(
                 f"- {STAGE_TITLES.get(stage, stage)} in the VPO mode: {_pct(styles['shares'].get('counts'))} of "
                 f"{styles['samples']} held-out samples usable (counts style), {_pct(styles['shares'].get('answer'))} "
-                f"bare answers, {_pct(sum(v for k, v in styles['shares'].items() if describes(k)))} valid (describe "
+                f"bare answers, {_pct(styles.get('valid'))} valid (describe "
                 f"the image); {_pct(styles['exact_in_style'])} word for word right in their style"
             )
     return lines

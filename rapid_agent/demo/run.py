@@ -225,8 +225,8 @@ def _stronger(
 
 
 def _measure(captioner: Engine, test_items: list[dict], config: DemoConfig) -> dict[str, Any]:
-    """A captioner's styles in the VPO mode and its verdicts as the judge, measured in this run (for the SFT
-    captioner too: its cached build-time checks may have been taken with other measurement settings)."""
+    """A captioner's styles in the VPO mode and its verdicts as the judge, measured in this run (for the cached SFT
+    captioner too, so that every stage is measured with this run's settings)."""
     styles = measure.styles(
         captioner, test_items, config, samples=config.style_samples, temperature=config.vpo_temperature
     )

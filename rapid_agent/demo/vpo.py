@@ -21,7 +21,6 @@ from typing import Any
 from rapid_agent.backends import Engine
 from rapid_agent.demo import measure
 from rapid_agent.demo.config import DemoConfig
-from rapid_agent.world import describes
 
 logger = logging.getLogger(__name__)
 
@@ -113,9 +112,7 @@ def run_vpo(
             temperature=config.vpo_temperature,
             seed=step,
         )
-        # a valid caption describes the image: in a descriptive style or mixed; not a bare answer or "other"
-        descriptive = sum(share for kind, share in found["shares"].items() if describes(kind))
-        curve.append({"step": step, **found["shares"], "descriptive": descriptive})
+        curve.append({"step": step, **found["shares"], "descriptive": found["valid"]})
         _write_curve(output_dir / STYLE_CURVE_CSV, curve)
 
     bar = tqdm(total=config.vpo_steps, desc=label, unit="step", disable=not progress, leave=False)
