@@ -70,7 +70,7 @@ class StreamingEngine(FunctionEngine):
         words = text.split(" ")
         for i, word in enumerate(words):
             yield word if i == len(words) - 1 else word + " "
-        yield Completion(text, 1, len(words), finish_reason="stop")
+        yield Completion(text, len(request.prompt.split()), len(words), finish_reason="stop")
 
 
 @contextmanager

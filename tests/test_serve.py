@@ -2,6 +2,7 @@
 engines that record how they were called."""
 
 import asyncio
+import logging
 
 import httpx
 import openai
@@ -235,3 +236,103 @@ def test_server_settings_are_checked():
         from rapid_agent.serve import create_app
 
         create_app({"x": RapidContext(captioner=None, reasoner=reasoner(), mode="cap")})
+
+
+def test_a_streamed_perception_failure_is_an_error_status_before_the_first_byte():
+    def blind(request):
+        raise RuntimeError("the camera is unplugged")
+
+    rea = StreamingEngine(lambda r: "never \\boxed{1}")
+    with running({"rapid": RapidContext(captioner=FunctionEngine(blind), reasoner=rea)}) as server:
+        body = {"model": "rapid", "messages": user_message("Q?", data_url()), "stream": True}
+        r = httpx.post(server.base_url + "/chat/completions", json=body, timeout=30)
+        with pytest.raises(openai.APIStatusError) as caught:
+            client(server).chat.completions.create(model="rapid", messages=user_message("Q?", data_url()), stream=True)
+        text = httpx.get(server.url + "/metrics").text
+    assert r.status_code == 502 and r.headers["content-type"] == "application/json"
+    error = r.json()["error"]
+    assert (
+        error["code"] == "engine_error"
+        and error["type"] == "server_error"
+        and "camera is unplugged" in error["message"]
+    )
+    assert caught.value.status_code == 502
+    assert rea.streamed == []  # the reasoner never ran
+    assert 'rapid_requests_total{model="rapid",status="502"} 2.0' in text
+    assert 'rapid_stream_errors_total{model="rapid"}' not in text  # no stream began, so none ended in an error
+
+
+def test_a_streamed_answer_carries_the_same_rapid_result_as_a_plain_one():
+    rea = StreamingEngine(lambda r: f"for {tag_of(r)} it is \\boxed{{2}}", spec="stand-in:rea")
+    context = RapidContext(captioner=captioner(spec="stand-in:cap"), reasoner=rea)
+    with running({"rapid": context}) as server:
+        c = client(server)
+        ask = {"model": "rapid", "messages": user_message("Q5?", data_url()), "extra_body": {"rapid": {"answer": "2"}}}
+        plain = c.chat.completions.create(**ask)
+        chunks = list(c.chat.completions.create(**ask, stream=True, stream_options={"include_usage": True}))
+    streamed = [ch for ch in chunks if ch.choices][-1].model_extra["rapid"]
+    expected = plain.model_extra["rapid"]
+    timing = {"captioner_latency_s", "reasoner_latency_s"}
+    assert {k: v for k, v in streamed.items() if k != "metrics"} == {
+        k: v for k, v in expected.items() if k != "metrics"
+    }
+    assert set(streamed["metrics"]) == set(expected["metrics"]) and timing <= set(expected["metrics"])
+    assert {k: streamed["metrics"][k] for k in set(streamed["metrics"]) - timing} == {
+        k: expected["metrics"][k] for k in set(expected["metrics"]) - timing
+    }
+    assert streamed["engines"] == {"captioner": "stand-in:cap", "reasoner": "stand-in:rea"}
+    assert streamed["caption"] == "Q5: two red circles" and streamed["correct"] is True
+    assert chunks[-1].usage.total_tokens == plain.usage.total_tokens
+
+
+def test_a_pipeline_without_a_reasoner_streams_its_perception_as_one_piece():
+    eyes = {"eyes": RapidContext(captioner=FunctionEngine(lambda r: CAPTION), reasoner=None, mode="cap")}
+    with running(eyes) as server:
+        chunks = list(
+            client(server).chat.completions.create(
+                model="eyes", messages=user_message("Describe it.", data_url()), stream=True
+            )
+        )
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert pieces == [CAPTION]
+    assert [c for c in chunks if c.choices][-1].model_extra["rapid"]["caption"] == "two red circles and a blue square"
+
+
+def test_streamed_requests_are_counted_with_the_status_they_got():
+    with running({"rapid": RapidContext(captioner=captioner(), reasoner=reasoner())}) as server:
+        c = client(server)
+        for _ in range(2):
+            list(c.chat.completions.create(model="rapid", messages=user_message("Q?", data_url()), stream=True))
+        c.chat.completions.create(model="rapid", messages=user_message("Q?", data_url()))
+        with pytest.raises(openai.BadRequestError):
+            c.chat.completions.create(model="rapid", messages=[{"role": "user", "content": "no image"}], stream=True)
+        text = httpx.get(server.url + "/metrics").text
+    assert 'rapid_requests_total{model="rapid",status="200"} 3.0' in text
+    assert 'rapid_requests_total{model="rapid",status="400"} 1.0' in text
+    assert 'rapid_request_duration_seconds_count{model="rapid"} 3.0' in text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("bug", [ValueError("invalid literal for int() with base 10: 'x'"), TypeError("'NoneType'")])
+def test_a_value_or_type_error_inside_the_server_is_a_500_not_the_clients_fault(bug, stream, monkeypatch, caplog):
+    from rapid_agent.serve.pipeline import Pipeline
+
+    async def broken(self, sample, context):
+        raise bug
+
+    monkeypatch.setattr(Pipeline, "perceive" if stream else "answer", broken)
+    caplog.set_level(logging.ERROR, logger="rapid_agent.serve")
+    with running({"rapid": RapidContext(captioner=captioner(), reasoner=reasoner())}) as server:
+        body = {"model": "rapid", "messages": user_message("Q?", data_url()), "stream": stream}
+        r = httpx.post(server.base_url + "/chat/completions", json=body, timeout=30)
+        text = httpx.get(server.url + "/metrics").text
+    assert r.status_code == 500, r.text
+    assert r.json()["error"] == {
+        "message": "internal server error; the server log has the details",
+        "type": "server_error",
+        "param": None,
+        "code": "internal_error",
+    }
+    assert 'rapid_requests_total{model="rapid",status="500"} 1.0' in text
+    logged = "\n".join(record.getMessage() for record in caplog.records if record.name == "rapid_agent.serve")
+    assert f"{type(bug).__name__}: {bug}" in logged and "Traceback" in logged and "in broken" in logged

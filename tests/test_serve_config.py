@@ -96,6 +96,16 @@ def test_serve_command_options_come_from_the_dataclasses():
     assert pipelines["rapid"].reasoner_gen.max_new_tokens == 64
 
 
+def test_the_remote_image_allow_list_takes_hosts_addresses_and_networks():
+    args = _serve_args("--allow-remote-images", "--remote-image-allow", "images.internal, 10.1.0.0/16,127.0.0.1,[::1]")
+    config = serve_config_from_args(args)
+    assert config.remote_image_allow == ("images.internal", "10.1.0.0/16", "127.0.0.1", "[::1]")
+    assert serve_config_from_args(_serve_args()).remote_image_allow == ()
+    assert ServeConfig(remote_image_allow=["Images.Internal."]).remote_image_allow == ("Images.Internal.",)
+    with pytest.raises(ValueError, match="'http://x/' is neither a host name nor an IP address or CIDR network"):
+        ServeConfig(remote_image_allow=("http://x/",))
+
+
 def test_serve_command_several_pipelines_and_the_default_one_only_when_named():
     args = _serve_args("--pipeline", "x=hf:/a,hf:/b", "--pipeline", "y=,hf:/b,none")
     assert list(pipelines_from_args(args)) == ["x", "y"]

@@ -85,6 +85,22 @@ def test_image_problems_are_400_naming_the_message_part(server):
     assert post(server, chat("How many?", bare)).status_code == 200
 
 
+def test_a_seed_engines_cannot_take_is_400_naming_seed(server):
+    for seed in (2**70, 2**63, -1):
+        r = post(server, chat("Q?", data_url(), seed=seed))
+        assert r.status_code == 400 and error_of(r)["param"] == "seed", (seed, r.text)
+        assert error_of(r)["message"].startswith("seed: ")
+    assert post(server, chat("Q?", data_url(), seed=2**63 - 1)).status_code == 200
+
+
+def test_bytes_that_are_no_image_are_described_without_an_object_repr(server):
+    r = post(server, chat("How many?", data_url(b"just some text, not an image\n", mime="text/plain")))
+    assert r.status_code == 400 and error_of(r)["code"] == "invalid_image"
+    message = error_of(r)["message"]
+    assert "cannot decode the image: not a recognised image format" in message
+    assert "BytesIO" not in message and " object at 0x" not in message
+
+
 def test_too_many_pixels_is_refused_from_the_header_and_a_long_question_too(server):
     # 1000 x 1000 = 1,000,000 pixels > 250,000, in a PNG of a few kB: refused without being decoded
     r = post(server, chat("How many?", data_url(png_bytes((1000, 1000)))))
@@ -177,11 +193,21 @@ def test_a_request_past_its_timeout_is_504_and_frees_its_slot():
         r = post(server, chat("Q?", data_url()))
         assert r.status_code == 504 and "0.3s" in error_of(r)["message"]
         assert httpx.get(server.url + "/health").json()["active"] == 0
+        # streamed, the perception is over before the first byte: its timeout is a 504 too
         stream = httpx.post(
             server.base_url + "/chat/completions", json=chat("Q?", data_url(), stream=True), timeout=10
         )
+        assert stream.status_code == 504 and error_of(stream)["code"] == "timeout"
         time.sleep(1.0)  # the slow captioner call of the first request is done: the next one is not refused
+        assert httpx.get(server.url + "/health").json()["active"] == 0
+    # a reasoner past the deadline, once the stream has begun, ends it with an error event
+    slow = {"rapid": RapidContext(captioner=FunctionEngine(lambda r: "x"), reasoner=FunctionEngine(str, delay_s=1.0))}
+    with running(slow, config) as server:
+        stream = httpx.post(
+            server.base_url + "/chat/completions", json=chat("Q?", data_url(), stream=True), timeout=10
+        )
         assert stream.status_code == 200 and '"code": "timeout"' in stream.text and stream.text.endswith("[DONE]\n\n")
+        assert httpx.get(server.url + "/health").json()["active"] == 0
 
 
 def test_shutdown_drains_in_flight_requests_and_refuses_new_ones_with_503():
@@ -250,7 +276,12 @@ def test_remote_images_when_allowed_within_size_and_time_limits():
     host.daemon_threads = True
     threading.Thread(target=host.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{host.server_address[1]}"
-    config = ServeConfig(allow_remote_images=True, remote_image_max_bytes=20_000, remote_image_timeout_s=0.5)
+    config = ServeConfig(
+        allow_remote_images=True,
+        remote_image_allow=("127.0.0.1",),  # the loopback host stands in for a public one
+        remote_image_max_bytes=20_000,
+        remote_image_timeout_s=0.5,
+    )
     try:
         with running(pipelines(), config) as server:
             assert post(server, chat("Q?", f"{base}/small.png")).status_code == 200

@@ -6,7 +6,11 @@ graph), turn the state into the protocol's response.
 
 Every failure answers in OpenAI's error shape: 400 bad input (naming the field), 401 key, 404 model, 413 body or
 image too large, 429 queue full (with Retry-After), 502 an engine failed, 503 shutting down, 504 past the request
-timeout; anything unexpected is a bare 500 whose details go to the server log, never to the client.
+timeout; anything unexpected (a ValueError or TypeError included: the request was validated before the graph ran,
+so one is the server's bug, not the client's fault) is a bare 500 whose details go to the server log, redacted,
+never to the client. A streamed request is admitted, validated and perceived before the first byte, so those
+failures answer with their status as a plain request's would; only the answering model's failure comes as an error
+event, once the stream has begun.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ from rapid_agent.serve.protocol import (
 
 logger = logging.getLogger("rapid_agent.serve")
 
+#: how much of an unexpected error's traceback goes to the log
+_MAX_LOGGED_CHARS = 20_000
 #: metrics label for requests that name no served model (client strings never become label values)
 UNKNOWN_MODEL = "-"
 
@@ -134,9 +140,7 @@ def create_app(
         label = state.label(body.model)
         try:
             pipeline = state.pipeline(body.model)
-            if body.stream:
-                return await _open_stream(state, pipeline, body)
-            response = await _complete(state, pipeline, body)
+            response = await (_open_stream if body.stream else _complete)(state, pipeline, body)
         except APIError as exc:
             state.metrics.requests.labels(label, str(exc.status)).inc()
             raise
@@ -174,18 +178,26 @@ async def _complete(state: ServerState, pipeline: Pipeline, body: ChatCompletion
 
 
 async def _open_stream(state: ServerState, pipeline: Pipeline, body: ChatCompletionRequest) -> Response:
-    """Admit and validate before the first byte (so those failures are plain 4xx answers), then stream."""
+    """Admit, validate and perceive before the first byte (so those failures answer with their status, as a plain
+    request's would), then stream the answering model's pieces."""
     started = time.monotonic()
     deadline = started + state.config.request_timeout_s
     try:
         await asyncio.wait_for(state.gate.enter(), state.config.request_timeout_s)
     except Exception as exc:
         raise _as_api_error(exc, state) from None
+
+    async def prepare() -> tuple[RapidContext, dict, dict | None]:
+        context = pipeline.context_for(body)
+        sample = await sample_from_request(body, pipeline.context, state.config, pipeline=pipeline.name)
+        if not pipeline.perceives:
+            return context, sample, None
+        perceived = await pipeline.perceive(sample, context)
+        _check_errors(perceived)
+        return context, sample, perceived
+
     try:
-        sample = await asyncio.wait_for(
-            sample_from_request(body, pipeline.context, state.config, pipeline=pipeline.name),
-            max(deadline - time.monotonic(), 0.001),
-        )
+        context, sample, perceived = await asyncio.wait_for(prepare(), max(deadline - time.monotonic(), 0.001))
     except Exception as exc:
         state.gate.leave()
         raise _as_api_error(exc, state) from None
@@ -198,7 +210,7 @@ async def _open_stream(state: ServerState, pipeline: Pipeline, body: ChatComplet
         state.gate.leave(latency)
         state.metrics.latency.labels(pipeline.name).observe(latency)
 
-    events = _events(state, pipeline, body, sample, deadline)
+    events = _events(state, pipeline, body, pipeline.stream(sample, context, perceived), deadline)
     return _ReleasingStream(
         events,
         on_close=finished,
@@ -208,10 +220,15 @@ async def _open_stream(state: ServerState, pipeline: Pipeline, body: ChatComplet
 
 
 async def _events(
-    state: ServerState, pipeline: Pipeline, body: ChatCompletionRequest, sample: dict, deadline: float
+    state: ServerState,
+    pipeline: Pipeline,
+    body: ChatCompletionRequest,
+    answer: AsyncIterator[str | dict],
+    deadline: float,
 ) -> AsyncIterator[str]:
-    """Server-sent events in OpenAI's chunk format: the role, the answer's pieces, a last chunk with the finish
-    reason and RAPID's result (then usage, when asked), `[DONE]`. A failure after the first byte is an error event."""
+    """Server-sent events in OpenAI's chunk format: the role, the answer's pieces (`answer`: text pieces, then the
+    final state), a last chunk with the finish reason and RAPID's result (then usage, when asked), `[DONE]`. A
+    failure after the first byte is an error event."""
     cid, created = completion_id(), int(time.time())
 
     def event(delta: Delta | None, finish: str | None = None, **extra: Any) -> str:
@@ -225,13 +242,13 @@ async def _events(
 
     async def produce() -> None:
         try:
-            async for item in pipeline.stream(sample, pipeline.context_for(body)):
+            async for item in answer:
                 await queue.put(item)
             await queue.put(None)
         except Exception as exc:
             await queue.put(exc)
 
-    if pipeline.engines[pipeline.answering_role].streams:
+    if pipeline.streams:
         state.metrics.streamed.labels(pipeline.name).inc()
     producer = asyncio.get_running_loop().create_task(produce())
     yield event(Delta(role="assistant", content=""))
@@ -288,11 +305,9 @@ def _as_api_error(exc: BaseException, state: ServerState) -> APIError:
     if isinstance(exc, asyncio.TimeoutError):
         timeout = state.config.request_timeout_s
         return APIError(504, f"the request took longer than the server's limit of {timeout:g}s", code="timeout")
-    if isinstance(exc, (ValueError, TypeError)):  # input the graph refused (it names the field)
-        return bad_request(str(exc))
-    logger.error(
-        "internal error %s: %s\n%s", type(exc).__name__, redact(exc), "".join(traceback.format_tb(exc.__traceback__))
-    )
+    # Anything else is the server's fault, a ValueError included: requests are validated (the protocol models, the
+    # sample, the fields checked by hand) before the graph runs, and those checks raise APIError naming the field.
+    logger.error("internal error: %s", redact("".join(traceback.format_exception(exc)), limit=_MAX_LOGGED_CHARS))
     return APIError(500, "internal server error; the server log has the details", code="internal_error")
 
 

@@ -13,6 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,17 @@ class ServeConfig:
     )
     allow_remote_images: bool = field(
         default=False,
-        metadata={"help": "fetch http(s) image URLs (the server then fetches any URL a client names)"},
+        metadata={
+            "help": "fetch http(s) image URLs; never from a loopback, private, link-local, multicast, unspecified or "
+            "reserved address unless --remote-image-allow names it"
+        },
+    )
+    remote_image_allow: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "internal hosts and networks remote images may come from all the same: comma-separated host "
+            "names, addresses and CIDR networks, e.g. 'images.internal,10.1.0.0/16'"
+        },
     )
     remote_image_max_bytes: int = field(default=10 * 2**20, metadata={"help": "largest remote image fetched"})
     remote_image_timeout_s: float = field(default=10.0, metadata={"help": "time bound on fetching one remote image"})
@@ -77,6 +88,32 @@ class ServeConfig:
         for name in ("request_timeout_s", "remote_image_timeout_s", "drain_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        allow = self.remote_image_allow  # the command line gives one comma-separated string
+        entries = allow.split(",") if isinstance(allow, str) else list(allow)
+        entries = tuple(str(e).strip() for e in entries if str(e).strip())
+        split_allow_list(entries)
+        object.__setattr__(self, "remote_image_allow", entries)
+
+
+#: a host name as an allow-list may name it (letters, digits, '-', '_', dot-separated labels)
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9_])?)*$")
+
+
+def split_allow_list(entries: tuple[str, ...]) -> tuple[frozenset[str], tuple[IPv4Network | IPv6Network, ...]]:
+    """`remote_image_allow` as host names (lower case, no trailing dot) and networks (an address is a network of
+    one). Raises ValueError quoting an entry that is neither."""
+    hosts, networks = set(), []
+    for entry in entries:
+        try:
+            networks.append(ip_network(entry.strip("[]"), strict=False))
+            continue
+        except ValueError:
+            pass
+        name = entry.lower().rstrip(".")
+        if not _HOST_NAME.match(name):
+            raise ValueError(f"remote_image_allow: {entry!r} is neither a host name nor an IP address or CIDR network")
+        hosts.add(name)
+    return frozenset(hosts), tuple(networks)
 
 
 def check_model_name(name: str) -> str:

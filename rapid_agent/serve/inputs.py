@@ -3,7 +3,8 @@ images are that message's `image_url` parts, the gold answer and options come fr
 
 Images are checked here, before any engine sees them, so that a bad image is a 400 naming the message part, not an
 error recorded after a batch: data URLs and bare base64 are decoded; http(s) URLs are fetched only when the server
-allows it, within a size and time bound; nothing a client sends is ever read as a server-side path. The pixel count
+allows it, within a size and time bound, and never from an internal address the server's allow-list does not name
+(`rapid_agent.serve.fetch`); nothing a client sends is ever read as a server-side path. The pixel count
 is read from the image header and refused above the server's limit before anything is decoded (a small PNG can
 hold a huge image), then `rapid_agent.inputs.load_image` decodes and downscales it off the event loop.
 """
@@ -14,18 +15,19 @@ import asyncio
 import base64
 import binascii
 import io
+import re
 import warnings
 from dataclasses import dataclass
 
-import httpx
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from pydantic import ValidationError
 
 from rapid_agent.backends.images import data_url_to_bytes
 from rapid_agent.config import RapidContext
 from rapid_agent.inputs import MAX_IMAGES, ImageError, Sample, load_image
 from rapid_agent.serve.config import ServeConfig
-from rapid_agent.serve.errors import APIError, bad_request
+from rapid_agent.serve.errors import bad_request
+from rapid_agent.serve.fetch import fetch_image
 from rapid_agent.serve.protocol import ChatCompletionRequest, ImagePart, TextPart
 
 
@@ -85,41 +87,6 @@ async def image_bytes(ref: ImageRef, config: ServeConfig) -> bytes:
         ) from None
 
 
-async def fetch_image(url: str, param: str, config: ServeConfig) -> bytes:
-    """GET `url`, at most `remote_image_max_bytes`, within `remote_image_timeout_s` for the whole transfer."""
-    limit = config.remote_image_max_bytes
-
-    async def get() -> bytes:
-        async with httpx.AsyncClient(follow_redirects=True, max_redirects=3) as client:
-            async with client.stream("GET", url, timeout=config.remote_image_timeout_s) as response:
-                if response.status_code != 200:
-                    raise bad_request(f"{param}: fetching the image gave HTTP {response.status_code}", param=param)
-                declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > limit:
-                    raise _too_big(param, limit)
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > limit:
-                        raise _too_big(param, limit)
-                return bytes(body)
-
-    try:
-        return await asyncio.wait_for(get(), config.remote_image_timeout_s)
-    except asyncio.TimeoutError:
-        raise bad_request(
-            f"{param}: fetching the image took longer than {config.remote_image_timeout_s:g}s", param=param
-        ) from None
-    except httpx.HTTPError as exc:
-        raise bad_request(f"{param}: could not fetch the image ({type(exc).__name__})", param=param) from None
-
-
-def _too_big(param: str, limit: int) -> APIError:
-    return APIError(
-        413, f"{param}: the remote image is larger than {limit:,} bytes", param=param, code="image_too_large"
-    )
-
-
 def check_pixels(raw: bytes, param: str, max_pixels: int) -> None:
     """Refuse an image whose header declares more than `max_pixels` pixels, before decoding a single one."""
     try:
@@ -129,8 +96,12 @@ def check_pixels(raw: bytes, param: str, max_pixels: int) -> None:
                 width, height = image.size
     except Image.DecompressionBombError as exc:
         raise bad_request(f"{param}: {exc}", param=param, code="image_too_large") from None
+    except UnidentifiedImageError:  # PIL's message is the repr of our BytesIO: say what it means instead
+        message = f"{param}: cannot decode the image: not a recognised image format (PNG, JPEG, GIF, WebP, ...)"
+        raise bad_request(message, param=param, code="invalid_image") from None
     except Exception as exc:  # any decoder failure on client bytes is a bad image, never a server error
-        raise bad_request(f"{param}: cannot decode the image: {exc}", param=param, code="invalid_image") from None
+        message = f"{param}: cannot decode the image: {_describe(exc)}"
+        raise bad_request(message, param=param, code="invalid_image") from None
     if width * height > max_pixels:
         raise bad_request(
             f"{param}: the image is {width}x{height} = {width * height:,} pixels; this server takes at most "
@@ -138,6 +109,16 @@ def check_pixels(raw: bytes, param: str, max_pixels: int) -> None:
             param=param,
             code="image_too_large",
         )
+
+
+#: how Python writes an object without a repr of its own (`<_io.BytesIO object at 0x7f...>`): nothing for a client
+_OBJECT_REPR = re.compile(r"<[\w.]+ object at 0x[0-9a-fA-F]+>")
+
+
+def _describe(exc: BaseException) -> str:
+    """A decoder's complaint fit for the client: its message without object reprs, or its type when nothing is left."""
+    text = _OBJECT_REPR.sub("the data", str(exc)).strip()
+    return text or type(exc).__name__
 
 
 def _decode(raw: bytes, max_pixels: int) -> Image.Image:
@@ -169,7 +150,7 @@ async def sample_from_request(
         try:
             images.append(await asyncio.to_thread(_decode, raw, context.max_pixels))
         except ImageError as exc:
-            raise bad_request(f"{ref.param}: {exc}", param=ref.param, code="invalid_image") from None
+            raise bad_request(f"{ref.param}: {_describe(exc)}", param=ref.param, code="invalid_image") from None
         except Exception as exc:  # a decoder bug on crafted bytes (struct.error, SyntaxError, ...): still the image
             message = f"{ref.param}: cannot decode the image ({type(exc).__name__})"
             raise bad_request(message, param=ref.param, code="invalid_image") from None

@@ -1,11 +1,14 @@
-"""One served model name: a RAPID pipeline (captioner + reasoner + mode) whose engines are resolved once, and the two
+"""One served model name: a RAPID pipeline (captioner + reasoner + mode) whose engines are resolved once, and the
 ways a request runs through the compiled graph.
 
 `answer` is one `graph.ainvoke`: concurrent requests meet in the engines' micro-batchers, so N requests in flight
-cost about one engine call per role. `stream` splits the run in two graph calls so that batching survives
-streaming: perception first (batched like any request; its text is not the answer), then the answering model with
-`RapidContext(stream=True)` on the given perception, whose pieces the client receives as they are written. An
-answering engine that cannot stream runs batched and its answer arrives as one piece.
+cost about one engine call per role. A streamed request runs in two graph calls, so that batching survives
+streaming and a perception failure is known before the first byte goes out: `perceive` first (the graph stops after
+perception when the context has no reasoner; batched like any request; its text is not the answer), then `stream`
+runs the answering model with `RapidContext(stream=True)` on the given perception (a sample carrying
+`captioner_output` skips the captioner), whose pieces the client receives as they are written. An answering engine
+that cannot stream runs batched and its answer arrives as one piece; a pipeline without a reasoner answers with the
+perception itself, in one piece.
 """
 
 from __future__ import annotations
@@ -41,6 +44,10 @@ class Pipeline:
             captioner=engines.get("captioner"), reasoner=engines.get("reasoner"), stream=False
         )
         self.answering_role = "reasoner" if "reasoner" in engines else "captioner"
+        #: whether a request runs the captioner (every mode but 'none'; __init__ made sure there is one)
+        self.perceives = context.mode != "none"
+        #: whether a streamed answer arrives piece by piece (only the reasoner's does: perception comes first)
+        self.streams = self.answering_role == "reasoner" and engines["reasoner"].streams
         self.run_config = dict(run_config or {})
 
     def describe(self) -> dict[str, str | None]:
@@ -71,23 +78,30 @@ class Pipeline:
         """The final state of one graph run."""
         return await get_graph().ainvoke(sample, self.run_config, context=context)
 
-    async def stream(self, sample: dict, context: RapidContext) -> AsyncIterator[str | dict]:
-        """The answer's text pieces as they are written, then the final state (a dict)."""
+    async def perceive(self, sample: dict, context: RapidContext) -> dict:
+        """The final state of the perception run alone (no reasoner: the graph stops after perceive)."""
+        return await get_graph().ainvoke(sample, self.run_config, context=context.replace(reasoner=None))
+
+    async def stream(
+        self, sample: dict, context: RapidContext, perceived: Mapping[str, Any] | None = None
+    ) -> AsyncIterator[str | dict]:
+        """The answer's text pieces as they are written, then the final state (a dict). `perceived` is the state
+        `perceive` returned for this sample, when the pipeline perceives (`self.perceives`)."""
         graph = get_graph()
-        perceived: dict = {}
-        if self.answering_role == "reasoner" and context.mode != "none":
-            perceived = await graph.ainvoke(sample, self.run_config, context=context.replace(reasoner=None))
-            if perceived.get("errors"):
-                yield perceived
+        if perceived is not None:
+            if self.answering_role == "captioner":  # the perception is the answer
+                if self.answer_text(perceived):
+                    yield self.answer_text(perceived)
+                yield dict(perceived)
                 return
             keep = ("question", "answer", "choices", "id")
             sample = {k: sample[k] for k in keep if sample.get(k) is not None}
             sample["captioner_output"] = perceived.get("captioner_output") or ""
-        if not self.engines[self.answering_role].streams:
+        if not self.streams:
             final = await graph.ainvoke(sample, self.run_config, context=context)
             if self.answer_text(final):
                 yield self.answer_text(final)
-            yield _merged(perceived, final)
+            yield _merged(perceived or {}, final)
             return
         final = {}
         async for kind, chunk in graph.astream(
@@ -97,7 +111,7 @@ class Pipeline:
                 final = chunk
             elif chunk.get("role") == self.answering_role and chunk.get("text"):
                 yield chunk["text"]
-        yield _merged(perceived, final)
+        yield _merged(perceived or {}, final)
 
 
 def _merged(perceived: Mapping[str, Any], final: Mapping[str, Any]) -> dict:

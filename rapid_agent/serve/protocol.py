@@ -14,6 +14,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+#: the largest seed every engine takes: torch's generators and vLLM's sampling params hold a signed 64-bit integer
+MAX_SEED = 2**63 - 1
+
 # -- requests -------------------------------------------------------------------------------------------------------
 
 
@@ -72,7 +75,9 @@ class ChatCompletionRequest(BaseModel):
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
-    seed: int | None = None
+    seed: int | None = Field(
+        default=None, ge=0, le=MAX_SEED, description="sampling seed; engines take a non-negative 64-bit integer"
+    )
     n: int = Field(default=1, description="only 1 is supported")
     rapid: RapidRequest | None = None
 
