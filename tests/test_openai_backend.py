@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import json
+import os
 import socket
 import threading
 import time
@@ -441,6 +443,76 @@ def test_streamed_error_echoing_the_key_is_masked(server):
     with pytest.raises(EngineError) as info:
         asyncio.run(collect(make_engine(server, api_key=SECRET), ChatRequest("q")))
     assert SECRET not in str(info.value) and "401" in str(info.value) and len(str(info.value)) <= MAX_ERROR_CHARS
+
+
+def _echo(seen: SeenRequest) -> str:
+    """What a server that echoes the request in its error says: the whole body, the image's data URL included."""
+    return "you sent: " + json.dumps(seen.body)
+
+
+def _noise(size: int = 48) -> Image.Image:
+    """An image whose base64 is long and unlike any other text (a plain one compresses to a few bytes)."""
+    return Image.frombytes("RGB", (size, size), os.urandom(size * size * 3))
+
+
+def _image_leaks(server: FakeChatServer, text: str) -> list[str]:
+    """The 16-character pieces of the image the server received that `text` contains."""
+    payload = next(s for s in server.seen if s.image_urls).image_urls[0].partition(",")[2]
+    return [payload[i : i + 16] for i in range(0, len(payload) - 16, 8) if payload[i : i + 16] in text]
+
+
+ECHOES = {
+    "openai error": lambda seen: error_reply(400, _echo(seen)),
+    "fastapi detail": lambda seen: Reply(422, {"detail": _echo(seen)}),
+    "plain text": lambda seen: Reply(400, _echo(seen)),
+    "retried 5xx": lambda seen: Reply(503, _echo(seen)),
+    "error event in the stream": lambda seen: Reply(
+        events=[stream_events(["Two"])[1], {"error": {"message": _echo(seen)}}]
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("stream", "shape"),
+    [(False, shape) for shape in ECHOES if "stream" not in shape] + [(True, shape) for shape in ECHOES],
+)
+def test_an_error_echoing_the_image_keeps_its_words_but_not_the_bytes(server, shape, stream):
+    server.handler = ECHOES[shape]
+    engine = make_engine(server, role="captioner", max_retries=1)
+    request = ChatRequest("what is in the picture?", image=_noise())
+    if stream:
+        with pytest.raises(EngineError) as info:
+            asyncio.run(collect(engine, request))
+        error = info.value
+    else:
+        [error] = engine.generate([request], GEN)
+    assert isinstance(error, EngineError), error
+    text = str(error)
+    assert "you sent: " in text and "data:image/png;base64,[REDACTED " in text and "bytes]" in text, text
+    assert not _image_leaks(server, text), text
+
+
+def test_a_reply_that_is_not_json_is_masked_before_it_is_cut(server):
+    """A proxy's page that quotes the image without its data URL prefix: cut first, the 250 characters of base64
+    left would be too short to recognise as an image."""
+
+    def page(seen: SeenRequest) -> Reply:
+        payload = seen.image_urls[0].partition(",")[2]
+        return Reply(200, f"<html><body>upstream unreachable; request image_b64={payload}</body></html>")
+
+    server.handler = page
+    [error] = make_engine(server, role="captioner").generate([ChatRequest("q", image=_noise())], GEN)
+    assert isinstance(error, EngineError) and "not JSON" in str(error) and "image_b64=[REDACTED " in str(error)
+    assert not _image_leaks(server, str(error)), str(error)
+
+
+def test_a_malformed_reply_quoting_the_image_is_masked_before_it_is_cut(server):
+    """A proxy that answers with the image where the choices belong: the 60 characters the error quotes of the
+    value are taken after masking, so they cannot be a piece of the image."""
+    server.handler = lambda seen: Reply(200, {"choices": seen.image_urls[0].partition(",")[2]})
+    [error] = make_engine(server, role="captioner").generate([ChatRequest("q", image=_noise())], GEN)
+    assert isinstance(error, EngineError) and "choices is str '[REDACTED " in str(error), str(error)
+    assert not _image_leaks(server, str(error)), str(error)
 
 
 # -- finish reasons ------------------------------------------------------------------------------------------

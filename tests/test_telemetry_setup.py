@@ -3,6 +3,8 @@ command line, a JSON-lines file gets the GenAI spans and error events, bad setti
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import subprocess
 import sys
@@ -13,7 +15,14 @@ import pytest
 from PIL import Image
 
 from rapid_agent.cli import main
-from rapid_agent.tracing import disable_tracing, read_metrics, read_trace, setup_tracing, split_trace_argument
+from rapid_agent.tracing import (
+    disable_tracing,
+    flush_tracing,
+    read_metrics,
+    read_trace,
+    setup_tracing,
+    split_trace_argument,
+)
 from tests.http_server import FakeChatServer, SeenRequest, chat_reply, error_reply
 from tests.otlp_receiver import OtlpGrpcReceiver, OtlpHttpReceiver
 
@@ -165,3 +174,59 @@ def test_every_command_takes_the_trace_options(tmp_path):
     blocker.write_text("")
     with pytest.raises(ValueError, match="--trace: cannot write a trace"):  # taken out and checked before TRL parses
         rl_cli(["vpo", "--config", "never-read.yaml", "--trace", str(blocker / "t.jsonl")])
+
+
+# -- a trace file that cannot be written -----------------------------------------------------------------------
+
+#: a device every write to fails with ENOSPC, as on a full disk (Linux)
+DEV_FULL = Path("/dev/full")
+
+
+@pytest.fixture
+def full_disk(tmp_path, monkeypatch) -> Path:
+    """A trace path whose writes fail with ENOSPC: /dev/full where there is one, else a file whose writer raises."""
+    if DEV_FULL.exists():
+        return DEV_FULL
+    from rapid_agent.telemetry.export import _JsonLinesFile
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(_JsonLinesFile, "_append", staticmethod(full))
+    return tmp_path / "trace.jsonl"
+
+
+def test_a_full_disk_costs_one_warning_then_spans_are_dropped_and_counted(full_disk, caplog, capsys):
+    from opentelemetry import trace
+
+    caplog.set_level(logging.INFO)
+    assert setup_tracing(str(full_disk)) is not None
+    try:
+        tracer = trace.get_tracer("test")
+        for i in range(200):
+            tracer.start_span(f"span {i}").end()
+        flush_tracing()  # the metric points go the same way
+        during = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    finally:
+        disable_tracing()
+    assert len(during) == 1, [r.getMessage() for r in during]
+    (warning,) = during
+    assert warning.name == "rapid_agent.telemetry"
+    assert str(full_disk) in warning.getMessage() and "No space left on device" in warning.getMessage()
+    notes = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING][1:]
+    # said at shutdown: the spans (and metric points, when this process's meter provider is ours) that were lost
+    assert len(notes) == 1 and notes[0].startswith("200 span(s)"), notes
+    assert f"not written to {full_disk}" in notes[0], notes
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not DEV_FULL.exists(), reason="needs /dev/full (Linux)")
+def test_run_with_a_trace_on_a_full_disk_prints_one_warning_and_no_traceback(picture):
+    with FakeChatServer(answer) as server:
+        out = run_cli_with_env([*run_args(picture, server), "--trace", str(DEV_FULL)])
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr and "Exception while exporting" not in out.stderr, out.stderr
+    lines = [line for line in out.stderr.splitlines() if str(DEV_FULL) in line]
+    assert len(lines) == 2, out.stderr  # the warning when the first span fails, and the count at exit
+    assert "cannot write the trace to /dev/full" in lines[0] and "No space left on device" in lines[0]
+    assert "span(s)" in lines[1] and "not written to /dev/full" in lines[1]

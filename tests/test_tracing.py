@@ -3,13 +3,16 @@ our attributes on graph and node spans, errors as exception events, content only
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import json
 import os
 import subprocess
 import sys
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from PIL import Image
 
 from rapid_agent import Completion, RapidContext, solve_batch
@@ -25,7 +28,9 @@ from rapid_agent.tracing import (
     read_metrics,
     read_trace,
     setup_tracing,
+    span_record,
 )
+from tests.http_server import FakeChatServer, Reply, SeenRequest, chat_reply, error_reply
 
 CAPTION = "<caption>two red dots on white</caption><solution>\\boxed{2}</solution>"
 QUESTION = "How many red dots are there?"
@@ -275,3 +280,78 @@ def test_exporter_can_be_redirected_and_engines_used_before_tracing_are_traced(t
     spans = [s for s in read_trace(tmp_path / "run.jsonl") if s["attributes"].get("rapid.engine.spec") == "fn:early"]
     assert len(spans) == 1 and spans[0]["attributes"]["rapid.engine.batch_size"] == 1
     assert spans[0]["name"] == "chat early" and spans[0]["parent_id"] is None
+
+
+def _echo_the_request(seen: SeenRequest) -> Reply:
+    """An upstream server that quotes the whole request in its 400: the captioner's image data URL included."""
+    if seen.image_urls:
+        return error_reply(400, "invalid max_tokens; you sent: " + json.dumps(seen.body))
+    return chat_reply("\\boxed{2}")
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_an_upstream_error_echoing_the_image_leaves_no_image_bytes_in_errors_or_spans(tmp_path, stream):
+    """The sample's `errors` (what eval's results.jsonl and serve's error carry) and every span's attributes,
+    events and status keep the server's words and the image's size, never its base64."""
+    picture = tmp_path / "noise.png"
+    Image.frombytes("RGB", (64, 48), os.urandom(64 * 48 * 3)).save(picture)
+    exporter = InMemorySpanExporter()
+    enable_tracing(exporter)
+    try:
+        with FakeChatServer(_echo_the_request) as server:
+            context = RapidContext(
+                captioner=f"openai:vl@{server.base_url}",
+                reasoner=engines()[1],
+                captioner_options={"max_retries": 0},
+                stream=stream,
+            )
+            state = get_graph().invoke(
+                {"image": str(picture), "question": QUESTION, "answer": "2"},
+                context=context,
+                config={"callbacks": [OTelCallbackHandler()]},
+            )
+    finally:
+        disable_tracing()
+    payload = next(s for s in server.seen if s.image_urls).image_urls[0].partition(",")[2]
+    assert len(payload) > 10_000  # what could leak is large
+    pieces = [payload[i : i + 16] for i in range(0, len(payload) - 16, 8)]
+    (error,) = state["errors"]
+    assert error.startswith("captioner: ") and "HTTP 400: invalid max_tokens; you sent: " in error
+    assert "data:image/png;base64,[REDACTED " in error and not [p for p in pieces if p in error], error
+    spans = [span_record(s) for s in exporter.get_finished_spans()]
+    assert {"invoke_workflow rapid", "rapid.perceive", "chat vl"} <= {s["name"] for s in spans}
+    failed = [s for s in spans if s["status"] == "ERROR"]
+    assert len(failed) == 3 and all("[REDACTED " in s["status_message"] for s in failed)
+    for span in spans:
+        text = json.dumps(span)
+        assert not [p for p in pieces if p in text], (span["name"], text[:2000])
+
+
+def test_a_tool_call_given_an_image_data_url_records_its_size_not_its_bytes(tmp_path):
+    from langchain_core.tools import tool
+
+    from rapid_agent.telemetry import attributes
+
+    @tool
+    def look(image: str, question: str) -> str:
+        """Answer a question about an image."""
+        return f"two dots, seen in {image}"
+
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (48, 48), os.urandom(48 * 48 * 3)).save(buffer, format="PNG")
+    payload = base64.b64encode(buffer.getvalue()).decode()
+    exporter = InMemorySpanExporter()
+    enable_tracing(exporter)
+    attributes.set_capture_content(True)
+    try:
+        look.invoke(
+            {"image": f"data:image/png;base64,{payload}", "question": QUESTION},
+            config={"callbacks": [OTelCallbackHandler()]},
+        )
+    finally:
+        disable_tracing()
+    (span,) = [span_record(s) for s in exporter.get_finished_spans()]
+    arguments = span["attributes"]["gen_ai.tool.call.arguments"]
+    assert QUESTION in arguments and "data:image/png;base64,[REDACTED " in arguments
+    assert span["attributes"]["gen_ai.tool.call.result"].startswith("two dots, seen in data:image/png;base64,[REDAC")
+    assert payload[:16] not in json.dumps(span) and payload[-40:-24] not in json.dumps(span)

@@ -30,15 +30,39 @@ _CREDENTIALS = (
         r"(?i)(\b(?:api[_-]?key|access[_-]?token|token|secret|password)[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&}]{4,}"
     ),
 )
+#: base64's characters, standard and URL-safe (padding apart)
+_B64 = r"A-Za-z0-9+/_\-"
+#: an inline image (or any file) as a data URL: `data:<mime>[;<param>=<value>]*;base64,<payload>`, the payload
+#: also as a server echoes it inside JSON (`\/` for `/`, `\n` line breaks) or percent-encoded. Every part before
+#: the payload is bounded and the payload cannot end early, so a match never backtracks past a few hundred
+#: characters: linear in the text's length.
+_DATA_URL = re.compile(
+    r"([dD][aA][tT][aA]:[\w.+\\/-]{0,100}(?:;[\w.+-]{1,100}=[^;,\s\"'\\]{0,100}){0,10};[bB][aA][sS][eE]64,)"
+    rf"([{_B64}=%]+(?:\\[{_B64}=%]+)*)"
+)
+#: a bare run of base64 this long is an encoded file, never words; tried only where a run starts (the
+#: look-behind), so each run is scanned once
+_BASE64_RUN = re.compile(rf"(?<![{_B64}])[{_B64}]{{256,}}=*")
 
 
-def redact(text: object, limit: int = MAX_ERROR_CHARS) -> str:
-    """`text` as a string fit for a record or a log: anything that looks like a credential masked, at most `limit`
-    characters. Servers echo requests and headers in their error pages; none of that may reach a result file."""
+def _size(payload: str) -> str:
+    """`[REDACTED <n> bytes]`, n the size the base64 `payload` decodes to (escapes and padding left out)."""
+    digits = len(payload.replace("\\", "").rstrip("="))
+    return f"[REDACTED {digits * 3 // 4} bytes]"
+
+
+def redact(text: object, limit: int | None = MAX_ERROR_CHARS) -> str:
+    """`text` as a string fit for a record or a log: anything that looks like a credential masked, inline images
+    (data URLs) and other long base64 runs replaced by their size, at most `limit` characters (None: no cut).
+    Servers echo requests and headers in their error pages; none of that may reach a result file. Linear in the
+    text's length (a 10 MB echo takes well under a second), and the masking comes before the cut, so a cut never
+    leaves a piece of a payload too short to be recognised."""
     text = str(text)
+    text = _DATA_URL.sub(lambda m: m.group(1) + _size(m.group(2)), text)
+    text = _BASE64_RUN.sub(lambda m: _size(m.group(0)), text)
     for pattern in _CREDENTIALS:
         text = pattern.sub(lambda m: m.group(1) + "[REDACTED]", text)
-    return text if len(text) <= limit else text[: limit - 16] + " ... [truncated]"
+    return text if limit is None or len(text) <= limit else text[: limit - 16] + " ... [truncated]"
 
 
 class EngineError(RuntimeError):

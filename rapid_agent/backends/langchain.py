@@ -18,7 +18,7 @@ from typing import Any
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from rapid_agent.backends.base import ChatRequest, Completion, Engine, EngineError, GenerationConfig
+from rapid_agent.backends.base import ChatRequest, Completion, Engine, EngineError, GenerationConfig, redact
 
 
 def is_chat_model(obj: Any) -> bool:
@@ -162,7 +162,7 @@ class _Part:
 
 def _read(message: object) -> _Part:
     if not isinstance(message, BaseMessage):
-        raise MalformedMessage(f"expected a message, got {type(message).__name__}: {repr(message)[:80]}")
+        raise MalformedMessage(f"expected a message, got {type(message).__name__}: {redact(repr(message), 80)}")
     text, reasoning = _split_content(message.content)
     usage = getattr(message, "usage_metadata", None)
     usage = usage if isinstance(usage, dict) else {}

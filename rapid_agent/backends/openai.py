@@ -280,7 +280,8 @@ class OpenAIEngine(Engine):
         try:
             data = json.loads(body)
         except ValueError:
-            raise EngineError(f"{self.url}: malformed response (not JSON): {body[:300]!r}") from None
+            # masked before it is cut: a cut could leave a piece of an echoed image too short to recognise
+            raise EngineError(f"{self.url}: malformed response (not JSON): {redact(body, 300)!r}") from None
         try:
             reply = read_completion(data)
         except MalformedResponse as exc:

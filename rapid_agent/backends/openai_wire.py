@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from rapid_agent.backends.base import redact
+
 
 class MalformedResponse(ValueError):
     """A reply that is not a chat completion (or a chunk of one); the message names the field that is wrong."""
@@ -191,5 +193,5 @@ def _usage(usage: object) -> tuple[int, int]:
 def _kind(value: object) -> str:
     if value is None:
         return "null"
-    text = repr(value)
+    text = redact(repr(value), limit=None)  # masked before the cut, which could hide an echoed image's prefix
     return f"{type(value).__name__} {text[:60] + '...' if len(text) > 60 else text}"

@@ -4,8 +4,8 @@ this pipeline knows (perception mode, parsed answer, correctness, the image's si
 
 Privacy follows the conventions: prompt and completion text (and the question) are recorded only when the user opts
 in, with `OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=true` or `setup_tracing(capture_content=True)`. Image
-bytes are never recorded, only their size and a SHA-256; engine specs pass through `redact` so a key pasted into
-a spec never reaches a trace.
+bytes are never recorded, only their size and a SHA-256; engine specs, error texts and tool-call arguments pass
+through `redact`, so neither a key pasted into a spec nor an image a server echoes in its error reaches a trace.
 """
 
 from __future__ import annotations

@@ -216,8 +216,9 @@ class OTelCallbackHandler(BaseCallbackHandler):
             attributes[A.TOOL_CALL_ID] = kwargs["tool_call_id"]
         if isinstance(inputs, dict):
             attributes.update(A.image_attributes(inputs))
-        if A.capture_content():
-            attributes[A.TOOL_CALL_ARGUMENTS] = json.dumps(inputs, default=str) if inputs is not None else input_str
+        if A.capture_content():  # an image passed as a data URL (what an agent writes) keeps only its size
+            arguments = json.dumps(inputs, default=str) if inputs is not None else input_str
+            attributes[A.TOOL_CALL_ARGUMENTS] = redact(arguments, limit=None)
         context = trace.set_span_in_context(parent.span) if parent is not None else None
         span = self.tracer.start_span(f"{A.EXECUTE_TOOL} {name}", context=context, attributes=attributes)
         with _live_lock:
@@ -230,7 +231,7 @@ class OTelCallbackHandler(BaseCallbackHandler):
         if run is None:
             return
         if A.capture_content():
-            run.span.set_attribute(A.TOOL_CALL_RESULT, str(getattr(output, "content", output)))
+            run.span.set_attribute(A.TOOL_CALL_RESULT, redact(getattr(output, "content", output), limit=None))
         run.span.end()
 
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:

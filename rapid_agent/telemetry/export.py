@@ -4,12 +4,17 @@
 of a failed call); `JsonLinesMetricExporter` writes metric points to the same kind of file. `read_trace` and
 `read_metrics` read them back. A span exporter's `path` may be changed between runs (or set to None, which drops
 spans), so one process-wide exporter can write each traced run to a file of its own.
+
+A file that refuses a write (a full disk, a directory removed) costs one warning naming it and the error, not a
+traceback per span: what is then traced to it is dropped and counted, and shutdown says how much was lost.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import threading
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,9 +29,66 @@ from opentelemetry.sdk.metrics.export import (
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+logger = logging.getLogger("rapid_agent.telemetry")
+
+
+class _Failures:
+    """The files a write failed on, shared by every exporter, so that the span and the metric exporter of one
+    `--trace` file warn once between them. A failed file stays failed (each further write would fail as well, and
+    could leave half a line) until an exporter is pointed at it again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._errors: dict[Path, str] = {}
+        self._dropped: dict[Path, Counter[str]] = {}
+
+    def drop(self, path: Path, noun: str, count: int) -> bool:
+        """Count `count` records as dropped if `path` has failed; whether it has."""
+        with self._lock:
+            if path not in self._errors:
+                return False
+            self._dropped[path][noun] += count
+            return True
+
+    def fail(self, path: Path, error: OSError, noun: str, count: int) -> None:
+        """A write to `path` failed: warn the first time, count the records it carried."""
+        with self._lock:
+            first = path not in self._errors
+            if first:
+                self._errors[path] = str(error)
+                self._dropped[path] = Counter()
+            self._dropped[path][noun] += count
+        if first:
+            logger.warning("cannot write the trace to %s (%s); dropping what is traced to it from now on", path, error)
+
+    def report(self, path: Path) -> None:
+        """Say how much was dropped on `path` since the last report, if anything."""
+        with self._lock:
+            dropped = self._dropped.get(path)
+            counts = ", ".join(f"{n} {noun}(s)" for noun, n in dropped.items() if n) if dropped else ""
+            if dropped:
+                dropped.clear()
+            error = self._errors.get(path)
+        if counts:
+            logger.warning("%s not written to %s (%s)", counts, path, error)
+
+    def forget(self, path: Path) -> None:
+        """Give `path` a fresh try (after reporting what it dropped)."""
+        self.report(path)
+        with self._lock:
+            self._errors.pop(path, None)
+            self._dropped.pop(path, None)
+
+
+_failures = _Failures()
+
 
 class _JsonLinesFile:
-    """Appends lines to a file whose path may change; None drops what is written."""
+    """Appends lines to a file whose path may change; None drops what is written. A write that fails is logged
+    once and what follows is dropped and counted (`_Failures`); setting the path gives the file a fresh try."""
+
+    #: what one record is called in the note on dropped records
+    noun = "record"
 
     def __init__(self, path: str | Path | None) -> None:
         self._lock = threading.Lock()
@@ -41,25 +103,45 @@ class _JsonLinesFile:
         with self._lock:
             self._path = Path(value).expanduser() if value is not None else None
             if self._path is not None:
+                _failures.forget(self._path)
                 self._path.parent.mkdir(parents=True, exist_ok=True)
 
-    def write(self, records: list[dict]) -> None:
+    def write(self, records: list[dict]) -> bool:
+        """Append `records`; False when they were dropped because the file cannot be written."""
         with self._lock:
-            if self._path is None or not records:
-                return
-            with self._path.open("a") as f:
-                f.write("".join(json.dumps(r, default=str) + "\n" for r in records))
+            path = self._path
+            if path is None or not records:
+                return True
+            if _failures.drop(path, self.noun, len(records)):
+                return False
+            try:
+                self._append(path, "".join(json.dumps(r, default=str) + "\n" for r in records))
+            except OSError as exc:  # ENOSPC, EIO, a directory removed: one warning, not a traceback per span
+                _failures.fail(path, exc, self.noun, len(records))
+                return False
+            return True
+
+    @staticmethod
+    def _append(path: Path, text: str) -> None:
+        with path.open("a") as f:
+            f.write(text)
+
+    def _report(self) -> None:
+        if self._path is not None:
+            _failures.report(self._path)
 
 
 class JsonLinesExporter(_JsonLinesFile, SpanExporter):
     """Appends each finished span to a JSON-lines file."""
 
+    noun = "span"
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.write([span_record(s) for s in spans])
-        return SpanExportResult.SUCCESS
+        ok = self.write([span_record(s) for s in spans])
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def shutdown(self) -> None:
-        pass
+        self._report()
 
 
 def span_record(span: ReadableSpan) -> dict:
@@ -89,6 +171,8 @@ class JsonLinesMetricExporter(_JsonLinesFile, MetricExporter):
     count, sum, min and max (histograms). With the SDK's default (cumulative) temporality the last line of a
     metric and attribute set holds the run's total."""
 
+    noun = "metric point"
+
     def __init__(self, path: str | Path | None) -> None:
         MetricExporter.__init__(self)
         _JsonLinesFile.__init__(self, path)
@@ -105,14 +189,13 @@ class JsonLinesMetricExporter(_JsonLinesFile, MetricExporter):
                         elif isinstance(point, NumberDataPoint):
                             record["value"] = point.value
                         records.append(record | {"time_ns": point.time_unix_nano})
-        self.write(records)
-        return MetricExportResult.SUCCESS
+        return MetricExportResult.SUCCESS if self.write(records) else MetricExportResult.FAILURE
 
     def force_flush(self, timeout_millis: float = 10_000) -> bool:
         return True
 
     def shutdown(self, timeout_millis: float = 30_000, **kwargs: Any) -> None:
-        pass
+        self._report()
 
 
 def _read(path: str | Path) -> list[dict]:
