@@ -6,6 +6,7 @@
 
 Backends and mode come from the per-call `RapidContext`: `graph.invoke(sample, context=RapidContext(...))`.
 A sample carrying `captioner_output` is perceived already: perceive splits it and calls no captioner.
+On a checkpointed thread each invocation is one sample: the state's keys live for one turn (see `state.py`).
 Nodes are async; the sync API (`invoke`, `batch`) runs each node on a private event loop, also when the caller's
 thread already runs one (a notebook, an async web handler), so both APIs share the engines' micro-batches.
 """
@@ -54,7 +55,8 @@ def _node(afunc: Callable[[RapidState], Awaitable[dict]]) -> RunnableLambda:
 
 
 def after_perceive(state: RapidState) -> Literal["reason", "__end__"]:
-    context = get_runtime(RapidContext).context
+    runtime = get_runtime(RapidContext)  # None when `update_state` (a Studio edit) routes outside any run
+    context = runtime.context if runtime is not None else None
     perception_only = context is not None and context.reasoner is None
     return END if state.get("errors") or perception_only else "reason"
 

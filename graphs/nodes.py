@@ -4,7 +4,11 @@ Each node is an async function `state -> partial state` reading its engines and 
 one compiled graph serves any captioner/reasoner pair. An engine failure is recorded in `errors` and ends that
 sample's run; it never raises out of the graph. Requests go through each engine's micro-batcher, except when the
 context asks to stream: then each request goes to its engine alone and its text is written to LangGraph's custom
-stream as it is generated.
+stream as it is generated. An answer check that could not run at all (`correct=None`) is recorded in `errors` too.
+
+Nothing that blocks runs on the event loop (`langgraph dev` serves every run from one loop and fails a run that
+blocks it): loading an engine (imports, weights), reading, decoding and resizing images, and extracting answers go
+to worker threads, answer checks that need math-verify to worker processes.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from langgraph.config import get_stream_writer
 from langgraph.runtime import get_runtime
 
 from rapid_agent.answers import acheck_answer, extract_answer
-from rapid_agent.backends import ChatRequest, Completion, Engine, EngineError, GenerationConfig, load_engine
+from rapid_agent.backends import ChatRequest, Completion, Engine, EngineError, GenerationConfig, aload_engine
 from rapid_agent.backends.batching import get_batcher, traced
 from rapid_agent.config import RapidContext
 from rapid_agent.graphs.state import RapidState
@@ -55,7 +59,7 @@ async def perceive(state: RapidState) -> dict:
     if given is not None or mode == "none":
         data.pop("image", None), data.pop("images", None)  # not looked at: no need to decode them
     limits = {"max_pixels": context.max_pixels, "max_question_chars": context.max_question_chars}
-    sample = Sample.model_validate(data, context=limits)
+    sample = await asyncio.to_thread(Sample.model_validate, data, context=limits)  # reads and decodes the images
     update: dict = {**sample.model_dump(exclude={"images"}), "mode": mode, "caption": None, "solution": None}
     if given is not None:  # a perception computed earlier (an eval's cache, a VPO sample): no captioner call
         return update | _perception(mode, given)
@@ -65,12 +69,12 @@ async def perceive(state: RapidState) -> dict:
         raise ValueError(f"image: required by perception mode {mode!r} (only mode 'none' runs without one)")
     if context.captioner is None:
         raise ValueError("captioner: none configured, and the sample carries no captioner_output")
-    engine = load_engine(context.captioner, "captioner", **context.captioner_options)
+    engine = await aload_engine(context.captioner, "captioner", **context.captioner_options)
     tool = make_captioner_tool(
         engine, mode=mode, gen=context.captioner_gen, prompts=context.prompts, max_pixels=context.max_pixels
     )
     try:
-        request = tool.request(sample.images, sample.question)
+        request = await asyncio.to_thread(tool.request, sample.images, sample.question)  # resizes the images
         out = tool.result(await _generate(engine, request, context.captioner_gen, "captioner", context.stream))
     except EngineError as exc:
         return update | {"engines": {"captioner": engine.spec}, "errors": [f"captioner: {exc}"]}
@@ -100,7 +104,7 @@ def _perception(mode: str, text: str) -> dict:
 
 async def reason(state: RapidState) -> dict:
     context = _context()
-    engine = load_engine(context.reasoner, "reasoner", **context.reasoner_options)
+    engine = await aload_engine(context.reasoner, "reasoner", **context.reasoner_options)
     perception = Perception(state.get("caption"), state.get("solution"))
     request = reasoner_request(state["question"], perception, state["mode"], context.prompts)
     started = time.perf_counter()
@@ -146,4 +150,11 @@ async def score(state: RapidState) -> dict:
         final_box_only=context.strict_answers,
         finish_reason=state.get("reasoner_finish_reason"),
     )
+    if verdict.correct is None:  # the check could not run (an infrastructure failure): an error, not a wrong answer
+        return {
+            "prediction": verdict.prediction,
+            "correct": None,
+            "verdict": verdict.reason,
+            "errors": [f"answer check: {verdict.reason}"],
+        }
     return {"prediction": verdict.prediction, "correct": verdict.correct, "verdict": verdict.reason}

@@ -4,6 +4,11 @@
 gets the batch's requests as one call, instead of whatever a debounce window happened to catch. Samples that carry
 `captioner_output` skip the captioner; a context without a reasoner stops after perception. Both sync functions
 work from code that already runs an event loop (a notebook, an async web handler).
+
+A sample that fails comes back with one message in `errors`, and `correct=None` (a failure is no verdict):
+`input: ...` when its own data is bad (the `Sample` model refuses its question, choices or gold, an image is missing
+or unreadable), `error: <Type>: ...` for anything else (an engine that cannot load, a wrong setting, a bug), which a
+caller should treat as a failed run to retry, not as a property of the sample. Both are redacted (`redact`).
 """
 
 from __future__ import annotations
@@ -12,10 +17,14 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
+from rapid_agent.backends.base import redact
 from rapid_agent.backends.batching import Cohort, current_cohort
 from rapid_agent.config import RapidContext
 from rapid_agent.graphs import get_graph
 from rapid_agent.graphs.graph import run_sync
+from rapid_agent.inputs import ImageError, Sample
 
 
 def _context(context: RapidContext | None, overrides: dict[str, Any]) -> RapidContext:
@@ -39,17 +48,32 @@ def solve(
     return get_graph().invoke(sample, context=_context(context, overrides))
 
 
-def _failed(sample: Any, exc: BaseException) -> dict:
+def failure_text(exc: BaseException) -> str:
+    """What `errors` says of an exception a sample's run raised: `input: <field>: <why>` for the sample's own bad
+    data, `error: <Type>: <message>` for anything else; redacted and bounded either way."""
+    if isinstance(exc, ValidationError) and exc.title == Sample.__name__:
+        parts = []
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"])
+            message = error["msg"].removeprefix("Value error, ")
+            parts.append(f"{where}: {message}" if where else message)
+        return redact("input: " + "; ".join(parts))
+    if isinstance(exc, ImageError):
+        return redact(f"input: {exc}")
+    return redact(f"error: {type(exc).__name__}: {exc}")
+
+
+def _failed(sample: Any, error: str) -> dict:
     record = dict(sample) if isinstance(sample, dict) else {}
-    return {**record, "correct": False if record.get("answer") is not None else None, "errors": [f"input: {exc}"]}
+    return {**record, "correct": None, "errors": [error]}
 
 
 async def asolve_batch(
     samples: Sequence[dict], *, context: RapidContext | None = None, **overrides: Any
 ) -> list[dict]:
-    """Run many samples concurrently so that each engine sees one large batch per role. A sample whose input is
-    invalid comes back with its error in `errors` (and `correct=False` when it had a gold answer) instead of
-    raising; results are in input order."""
+    """Run many samples concurrently so that each engine sees one large batch per role. A sample whose run fails
+    comes back with its error in `errors` (`input: ...` or `error: ...`, see the module) and `correct=None` instead
+    of raising; results are in input order."""
     samples = list(samples)
     if not samples:
         return []
@@ -60,10 +84,12 @@ async def asolve_batch(
     async def run(sample: Any) -> dict:
         try:
             if not isinstance(sample, dict):
-                raise TypeError(f"a sample is a dict with at least a 'question', got {type(sample).__name__}")
+                return _failed(
+                    sample, f"input: a sample is a dict with at least a 'question', got {type(sample).__name__}"
+                )
             return await graph.ainvoke(sample, context=context)
         except Exception as exc:
-            return _failed(sample, exc)
+            return _failed(sample, failure_text(exc))
         finally:
             cohort.finish()
 

@@ -1,5 +1,6 @@
 """Tests for `python -m rapid_agent.eval`: a run over local copies of two benchmarks with tiny real backends and
-two reasoners, a third reasoner added later re-using every caption, `merge` and `--compare`, and bad input."""
+two reasoners, a third reasoner added later re-using every caption, `merge` and `--compare`, bad input, and engines
+that cannot load."""
 
 from __future__ import annotations
 
@@ -96,6 +97,34 @@ def test_merge_and_compare(tmp_path: Path, capsys) -> None:
 def test_bad_input_names_the_field(args: list[str], message: str, tmp_path: Path, capsys) -> None:
     assert main([*args, "--reasoner", "hf:x", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "engine, message",
+    [
+        (["--reasoner", "hf:/no/such/dir"], "reasoner 'hf:/no/such/dir' could not be loaded: model path"),
+        (
+            ["--reasoner", "hf:{tmp}", "--reasoner-option", "bogus=1"],
+            "reasoner 'hf:{tmp}' could not be loaded: unknown 'hf' engine option(s) ['bogus']",
+        ),
+        (
+            ["--reasoner", "hf:{tmp}", "--mode", "cap", "--captioner", "hf:/no/such/dir"],
+            "captioner 'hf:/no/such/dir' could not be loaded: model path",
+        ),
+    ],
+)
+def test_an_engine_that_cannot_load_fails_at_once_with_one_line(
+    engine: list[str], message: str, tmp_path: Path, capsys
+) -> None:
+    engine, message = [a.format(tmp=tmp_path) for a in engine], message.format(tmp=tmp_path)
+    wemath = eval_fixtures.wemath(tmp_path / "wm")
+    capsys.readouterr()  # what writing the fixture printed
+    out = tmp_path / "out"
+    args = ["--benchmark", f"wemath={wemath}", "--mode", "none", "--out", str(out), "--no-progress", *engine]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and len(err.strip().splitlines()) == 1  # one line, no traceback
+    assert not out.exists()  # nothing written
 
 
 def test_trace_records_each_evaluation_batch_with_its_graph_runs(tmp_path: Path, tiny_reasoner_dir: Path) -> None:

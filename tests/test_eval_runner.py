@@ -1,11 +1,14 @@
 """Tests for rapid_agent.eval.runner: the whole evaluation through the real graph with stand-in engines that count
 their calls. Perception is cached and shared by reasoners, several images reach the captioner, bad rows are recorded
-as skipped, shards merge to the unsharded table, and a run killed with SIGKILL resumes to the same totals."""
+as skipped while any other failure is an error to retry, engines that cannot load stop the run before any work,
+shards merge to the unsharded table, and a run killed with SIGKILL resumes to the same totals."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +25,7 @@ from rapid_agent.eval.adapters import build_adapter
 from rapid_agent.eval.runner import EvalConfig, run_eval
 from rapid_agent.eval.store import RESULT_KEY, merge, read_lines, read_results, record_key
 from rapid_agent.eval.summary import summarize
+from rapid_agent.prompts import DEFAULT_PROMPTS
 from tests import eval_fixtures
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,7 +43,7 @@ def reasoner(answer: str = "B", spec: str = "reasoner-b") -> FunctionEngine:
 
 def evaluate(out: Path, benchmarks: list[str], cap, reasoners, **config) -> object:
     adapters = [build_adapter(b, config.pop("options", None)) for b in benchmarks]
-    context = RapidContext(captioner=cap, mode=config.pop("mode", "qcap+sol"))
+    context = RapidContext(captioner=cap, mode=config.pop("mode", "qcap+sol"), **config.pop("context", {}))
     return run_eval(
         adapters, context=context, config=EvalConfig(out=out, reasoners=tuple(reasoners), progress=False, **config)
     )
@@ -152,7 +156,7 @@ def test_text_only_mode_needs_no_captioner(tmp_path: Path) -> None:
     assert summary.rows[0].captioner == "-" and summary.rows[0].cells["wemath"].scored == 7
 
 
-def test_engine_errors_count_as_wrong_and_can_be_retried(tmp_path: Path) -> None:
+def test_engine_errors_are_counted_apart_and_can_be_retried(tmp_path: Path) -> None:
     failing = {"on": True}
 
     def flaky(request) -> str:
@@ -164,12 +168,97 @@ def test_engine_errors_count_as_wrong_and_can_be_retried(tmp_path: Path) -> None
     broken = FunctionEngine(flaky, spec="flaky")
     summary = evaluate(tmp_path / "out", bench, captioner(), [broken])
     cell = summary.rows[0].cells["wemath"]
-    assert (cell.scored, cell.errored, cell.correct) == (7, 7, 0)
+    assert (cell.scored, cell.errored, cell.correct) == (0, 7, 0)  # no verdict: not 0 %, no score at all
+    assert math.isnan(cell.score) and "(7 err)" in (tmp_path / "out" / "summary.md").read_text()
+    assert all(r["correct"] is None for r in read_results(tmp_path / "out"))
     failing["on"] = False
     again = evaluate(tmp_path / "out", bench, captioner(), [broken])
     assert again.rows[0].cells["wemath"].errored == 7  # finished records are kept unless asked to retry
     retried = evaluate(tmp_path / "out", bench, captioner(), [broken], retry_errors=True)
     assert retried.rows[0].cells["wemath"].errored == 0 and retried.rows[0].cells["wemath"].correct == 2
+
+
+@pytest.mark.parametrize("prompt", ["reason", "caption_and_solution"])
+def test_a_failure_that_is_not_bad_data_is_an_error_and_retried(tmp_path: Path, prompt: str) -> None:
+    # a template naming a field nobody fills (a wrong setting, a bug): every sample fails, none of them for its data
+    broken = {"prompts": DEFAULT_PROMPTS.replace(**{prompt: "{questoin}"})}
+    bench = [f"wemath={eval_fixtures.wemath(tmp_path / 'wm')}"]
+    cell = evaluate(tmp_path / "out", bench, captioner(), [reasoner()], context=broken).rows[0].cells["wemath"]
+    assert (cell.scored, cell.errored, cell.skipped) == (0, 7, 0)  # not skipped: the benchmark is not smaller
+    records = read_results(tmp_path / "out")
+    assert all(r["status"] == "error" and r["errors"] == ["error: KeyError: 'questoin'"] for r in records)
+    assert all(r["correct"] is None for r in records)
+    written = len(lines(tmp_path / "out" / "results.jsonl"))
+    evaluate(tmp_path / "out", bench, captioner(), [reasoner()], context=broken)
+    assert len(lines(tmp_path / "out" / "results.jsonl")) == written  # finished, unless asked to retry
+    evaluate(tmp_path / "out", bench, captioner(), [reasoner()], context=broken, retry_errors=True)
+    assert len(lines(tmp_path / "out" / "results.jsonl")) == written + 7  # errors are not finished work
+
+
+@pytest.mark.parametrize(
+    "role, spec, options, message",
+    [
+        ("reasoner", "hf:/no/such/dir", {}, "reasoner 'hf:/no/such/dir' could not be loaded: model path"),
+        (
+            "reasoner",
+            "hf:{tmp}",
+            {"bogus": "1"},
+            "reasoner 'hf:{tmp}' could not be loaded: unknown 'hf' engine option",
+        ),
+        ("captioner", "hf:/no/such/dir", {}, "captioner 'hf:/no/such/dir' could not be loaded: model path"),
+        ("captioner", "hf:{tmp}", {"bogus": "1"}, "captioner 'hf:{tmp}' could not be loaded: unknown 'hf' engine"),
+    ],
+)
+def test_an_engine_that_cannot_load_stops_the_run_before_any_work(
+    tmp_path: Path, role: str, spec: str, options: dict, message: str
+) -> None:
+    spec, message = spec.format(tmp=tmp_path), message.format(tmp=tmp_path)
+    cap, rea = captioner(), reasoner()
+    engines = {"captioner": cap, "reasoner": rea, role: spec}
+    bench = [f"wemath={eval_fixtures.wemath(tmp_path / 'wm')}"]
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match=re.escape(message)):
+        evaluate(out, bench, engines["captioner"], [engines["reasoner"]], context={f"{role}_options": options})
+    assert cap.num_calls == 0 and rea.num_calls == 0 and not out.exists()  # no work done, no record written
+
+
+def test_only_the_engines_with_work_are_loaded(tmp_path: Path) -> None:
+    bench = [f"wemath={eval_fixtures.wemath(tmp_path / 'wm')}"]
+    # the first run's captioner carries the spec of a model that is gone by the second run
+    evaluate(tmp_path / "out", bench, FunctionEngine(captioner().fn, spec="hf:/gone"), [reasoner()])
+    summary = evaluate(tmp_path / "out", bench, "hf:/gone", [reasoner(), reasoner("A", "second")])
+    assert summary.rows[1].reasoner == "second" and summary.rows[1].cells["wemath"].scored == 7  # captions cached
+    text_only = evaluate(tmp_path / "text", bench, "hf:/gone", [reasoner()], modes=("none",))
+    assert text_only.rows[0].cells["wemath"].scored == 7  # mode `none` needs no captioner
+
+
+def test_an_answer_check_that_cannot_run_is_an_error_to_retry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rapid_agent.eval.adapters import ADAPTERS
+    from rapid_agent.eval.scoring import Score
+
+    wemath = ADAPTERS["wemath"]
+    checker = {"broken": True}
+    original = wemath.score
+
+    def score(self, record: dict) -> Score:
+        if not checker["broken"]:
+            return original(self, record)
+        if record["sample_id"].endswith("1"):
+            raise RuntimeError("answer extraction could not run: no worker process")  # what extract_answer raises
+        return Score(None, None, "answer check could not run: the worker pool is stopped")
+
+    monkeypatch.setattr(wemath, "score", score)
+    bench = [f"wemath={eval_fixtures.wemath(tmp_path / 'wm')}"]
+    cell = evaluate(tmp_path / "out", bench, captioner(), [reasoner()]).rows[0].cells["wemath"]
+    assert (cell.scored, cell.errored) == (0, 7)  # undecided, not wrong
+    records = read_results(tmp_path / "out")
+    assert all(r["status"] == "error" and r["correct"] is None for r in records)
+    reasons = {r["errors"][-1] for r in records}
+    assert "answer check: answer check could not run: the worker pool is stopped" in reasons
+    assert "answer check: RuntimeError: answer extraction could not run: no worker process" in reasons
+    checker["broken"] = False
+    cell = evaluate(tmp_path / "out", bench, captioner(), [reasoner()], retry_errors=True).rows[0].cells["wemath"]
+    assert (cell.scored, cell.errored) == (7, 0)
 
 
 def killable_run(out: str, root: str, delay: float) -> None:

@@ -168,3 +168,72 @@ def test_judge_verdict_mode() -> None:
     assert all(r["scored_by"] == "judge" for r in records)
     with pytest.raises(ValueError, match="judge mode"):
         Judge(engine, mode="vote")
+
+
+def undecided(output: str, answer: str, *, choices=(), fields=None) -> dict:
+    """A record whose generic check could not run (its worker processes failed): no verdict from the graph."""
+    return {
+        **record(output, answer, choices=choices, fields=fields),
+        "graph_correct": None,
+        "graph_verdict": "answer check could not run: the worker pool is stopped",
+    }
+
+
+@pytest.mark.parametrize(
+    "name, rec",
+    [
+        ("mathvista", undecided("\\boxed{B}", "B", choices=["a", "b"], fields={"question_type": "multi_choice"})),
+        ("mathvista", undecided("\\boxed{x+1}", "3", fields={"question_type": "free_form", "answer_type": "integer"})),
+        (
+            "mathvista",
+            undecided("\\boxed{x, y}", "[1, 3]", fields={"question_type": "free_form", "answer_type": "list"}),
+        ),
+        ("mathvision", undecided("\\boxed{A}", "A", choices=["1", "2"])),
+        ("mathvision", undecided("\\boxed{\\sqrt{2}}", "\\sqrt{2}")),
+        ("mmmu", undecided("\\boxed{A}", "A", choices=["x", "y"], fields={"question_type": "multiple-choice"})),
+        ("mmmu", undecided("\\boxed{x+x}", "2x", fields={"question_type": "open", "golds": ["2x"]})),
+        ("dynamath", undecided("\\boxed{B}", "B", fields={"answer_type": "multiple choice"})),
+        ("dynamath", undecided("\\boxed{x^2}", "2x", fields={"answer_type": "float"})),
+        ("logicvista", undecided("no letter here", "A", fields={"gold_options": ["A"]})),
+        ("mathverse", undecided("\\boxed{5/2}", "\\frac{5}{2}")),
+        ("wemath", undecided("\\boxed{A}", "A", choices=["x", "y"])),
+        ("generic", undecided("\\boxed{7}", "7")),
+    ],
+)
+def test_an_undecided_check_stays_undecided(name: str, rec: dict) -> None:
+    adapter = ADAPTERS[name](None) if name != "generic" else ADAPTERS[name]("unused.json")
+    result = adapter.score(rec)
+    assert result.correct is None, result  # never a wrong answer
+    assert result.reason == "answer check could not run: the worker pool is stopped"
+
+
+def test_a_benchmark_rule_still_decides_without_the_generic_check() -> None:
+    floats = {"question_type": "free_form", "answer_type": "float", "precision": 1, "unit": "cm", "gold_text": "1.5"}
+    assert score("mathvista", undecided("so \\boxed{1.53 cm}", "1.5", fields=floats)) is True
+    assert score("mathvista", undecided("so \\boxed{1.7 cm}", "1.5", fields=floats)) is False
+    assert score("dynamath", undecided("\\boxed{2.1004}", "2.100", fields={"answer_type": "float"})) is True
+
+
+def test_scoring_that_raises_is_undecided_not_fatal() -> None:
+    from rapid_agent.eval.scoring import safe_score
+
+    def broken(record: dict):
+        raise RuntimeError("answer extraction could not run: api_key=sk-abcdef1234567890")
+
+    result = safe_score(broken, {})
+    assert result.correct is None and result.reason.startswith("RuntimeError: answer extraction could not run")
+    assert "abcdef1234567890" not in result.reason  # redacted
+
+
+def test_judge_extract_with_an_undecided_check_makes_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import rapid_agent.answers
+    from rapid_agent.answers import Verdict
+
+    engine = FunctionEngine(lambda r: "B", spec="judge-stub")
+    records = [record("I pick the second one", "B", choices=["x", "y"], question="which?", correct=False)]
+    stopped = Verdict(None, None, "answer check could not run: the worker pool is stopped")  # type: ignore[arg-type]
+    monkeypatch.setattr(rapid_agent.answers, "check_answer", lambda *a, **k: stopped)
+    Judge(engine).apply(records, ADAPTERS["mathverse"](None).score)
+    (rec,) = records
+    assert rec["status"] == "error" and rec["correct"] is None and rec["rule_correct"] is False
+    assert rec["errors"] == ["answer check: answer check could not run: the worker pool is stopped"]

@@ -1,5 +1,6 @@
 """Tests for rapid_agent.eval.summary, tables and store: the table is a count over the records (one per key, the
-latest), laid out like the paper's; runs compare side by side; the store survives a half-written line."""
+latest), laid out like the paper's; errors are counted apart from the metric and shown beside it; runs compare side
+by side; the store survives a half-written line."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def records() -> list[dict]:
     out = [rec("mathvista", str(i), i < 3) for i in range(4)]  # 3 / 4
     out += [rec("mathvista", "bad", None, status="skipped", skip_reason="no image")]
     out += [rec("mmmu", str(i), i == 0) for i in range(2)]  # 1 / 2
-    out += [rec("mmmu", "x", False, status="error", errors=["reasoner: timeout"])]  # errors count as wrong: 1 / 3
+    out += [rec("mmmu", "x", None, status="error", errors=["reasoner: timeout"])]  # no verdict: still 1 / 2
     out += [rec("mathvista", str(i), True, reasoner="r2") for i in range(4)]
     return out
 
@@ -51,8 +52,9 @@ def test_summary_counts_the_records() -> None:
         1,
     )
     assert first.cells["mathvista"].skip_reasons == {"no image": 1}
-    assert first.cells["mmmu"].score == pytest.approx(1 / 3) and first.cells["mmmu"].errored == 1
-    assert first.avg == pytest.approx((0.75 + 1 / 3) / 2)
+    mmmu = first.cells["mmmu"]
+    assert (mmmu.scored, mmmu.correct, mmmu.errored, mmmu.score) == (2, 1, 1, 0.5)  # the error left the denominator
+    assert first.avg == pytest.approx((0.75 + 0.5) / 2) and first.errored == 1
     assert second.reasoner == "r2" and "mmmu" not in second.cells and second.avg == 1.0
 
 
@@ -61,17 +63,45 @@ def test_markdown_and_csv_look_like_the_paper(tmp_path: Path) -> None:
     text = to_markdown(summary)
     header = text.splitlines()[0]
     assert header == "| Captioner | Reasoner | Mode | MathVista | MMMU | AVG |"
-    assert "| cap | r1 | qcap+sol | 75.0 | 33.3 | 54.2 |" in text
+    assert "| cap | r1 | qcap+sol | 75.0 | 50.0 (1 err) | 62.5 (1 err) |" in text  # a partial score says so
     assert "| cap | r2 | qcap+sol | 100.0 |  | 100.0 |" in text
-    assert "4 (0) / 1" in text  # scored (errored) / skipped
+    assert "(N err): 1 sample(s) whose run failed" in text and "--retry-errors" in text
+    assert "| 4 / 0 / 1 | 2 / 1 / 0 |" in text  # scored / errored / skipped
     paths = write_all(summary, tmp_path)
     rows = list(csv.DictReader(paths["csv"].open()))
     assert rows[0]["mathvista"] == "0.7500" and rows[0]["mathvista_skipped"] == "1" and rows[1]["mmmu"] == ""
+    assert rows[0]["mmmu"] == "0.5000" and rows[0]["mmmu_errored"] == "1" and rows[0]["mathvista_errored"] == "0"
     data = json.loads(paths["json"].read_text())
     assert data["rows"][0]["benchmarks"]["mmmu"]["errored"] == 1 and data["rows"][1]["benchmarks"].keys() == {
         "mathvista"
     }
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_table_without_errors_shows_no_error_marks() -> None:
+    text = to_markdown(summarize([r for r in records() if r["status"] != "error"]))
+    assert " err)" not in text and "(N err)" not in text and "| cap | r1 | qcap+sol | 75.0 | 50.0 | 62.5 |" in text
+
+
+def test_a_cell_with_only_errors_has_no_score_but_says_why() -> None:
+    summary = summarize([rec("mmmu", "1", None, status="error", errors=["reasoner: down"])])
+    cell = summary.rows[0].cells["mmmu"]
+    assert (cell.scored, cell.errored) == (0, 1) and cell.score != cell.score  # NaN: no verdict at all
+    assert "| cap | r1 | qcap+sol | (1 err) | (1 err) |" in to_markdown(summary)
+
+
+def test_the_chart_marks_bars_with_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib.axes
+
+    from rapid_agent.eval.tables import write_chart
+
+    texts: list[str] = []
+    original = matplotlib.axes.Axes.text
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "text", lambda ax, x, y, s, *a, **k: texts.append(s) or original(ax, x, y, s, *a, **k)
+    )
+    write_chart(summarize(records()), tmp_path / "chart.png")
+    assert texts == ["1 err", "1 err"]  # r1's MMMU bar and its AVG bar
 
 
 def test_settings_show_only_when_ambiguous() -> None:

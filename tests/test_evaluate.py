@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import re
 from collections.abc import Sequence
 
@@ -87,7 +88,7 @@ def test_accuracy_table_for_a_scripted_captioner() -> None:
     assert reasoner.num_requests == 3 * 8
 
 
-def test_failed_samples_are_recorded_and_counted_wrong() -> None:
+def test_failed_samples_are_recorded_and_counted_apart() -> None:
     items = _items(4)
     failing = {items[1]["question"]}
 
@@ -109,15 +110,17 @@ def test_failed_samples_are_recorded_and_counted_wrong() -> None:
     cap = {r["id"]: r for r in result.records if r["row"] == "cap"}
     assert len(cap) == 4
     assert cap[items[0]["id"]]["correct"] is True
-    assert cap[items[1]["id"]]["correct"] is False and "exploded" in " ".join(cap[items[1]["id"]]["errors"])
-    assert cap[items[2]["id"]]["correct"] is False and "image" in " ".join(cap[items[2]["id"]]["errors"])
-    assert cap[items[3]["id"]]["correct"] is None
+    # a failed run is no verdict: recorded with its errors, `correct` None, and left out of the accuracy
+    assert cap[items[1]["id"]]["correct"] is None and "exploded" in " ".join(cap[items[1]["id"]]["errors"])
+    assert cap[items[2]["id"]]["correct"] is None and cap[items[2]["id"]]["errors"][0].startswith("input: images")
+    assert cap[items[3]["id"]]["correct"] is None and not cap[items[3]["id"]]["errors"]
     summary = result.row("cap")
-    assert (summary.n, summary.errored, summary.skipped) == (3, 2, 1)
-    assert summary.accuracy == pytest.approx(1 / 3)
+    assert (summary.n, summary.errored, summary.skipped) == (1, 2, 1)
+    assert summary.accuracy == 1.0
     e2e = result.row(END_TO_END)
-    assert (e2e.n, e2e.errored, e2e.skipped) == (3, 1, 1)
-    assert e2e.accuracy == pytest.approx(2 / 3)
+    assert (e2e.n, e2e.errored, e2e.skipped) == (2, 1, 1)
+    assert e2e.accuracy == 1.0
+    assert e2e_errors(result, items[2]["id"])[0].startswith("input: image file not found")
 
 
 def test_a_whole_batch_failing_loses_no_sample() -> None:
@@ -128,8 +131,34 @@ def test_a_whole_batch_failing_loses_no_sample() -> None:
     items = _items(5)
     result = evaluate(items, context=_context(Broken(), Broken()), modes=("cap",), end_to_end=True, progress=False)
     assert len(result.records) == 10
-    assert all(r["correct"] is False and r["errors"] for r in result.records)
-    assert [(s.row, s.accuracy, s.errored) for s in result.summary] == [(END_TO_END, 0.0, 5), ("cap", 0.0, 5)]
+    assert all(r["correct"] is None and r["errors"] for r in result.records)
+    assert [(s.row, s.n, s.errored) for s in result.summary] == [(END_TO_END, 0, 5), ("cap", 0, 5)]
+    assert all(math.isnan(s.accuracy) for s in result.summary)  # no verdict at all, not 0 %
+
+
+def e2e_errors(result, sample_id: str) -> list[str]:
+    return next(r["errors"] for r in result.records if r["row"] == END_TO_END and r["id"] == sample_id)
+
+
+def test_an_answer_check_that_cannot_run_is_an_error_not_a_wrong_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rapid_agent.answers import Verdict
+    from rapid_agent.eval import evaluate as module
+
+    items = _items(3)
+    undecided = Verdict(None, "2", "answer check could not run: the worker processes died")  # type: ignore[arg-type]
+    monkeypatch.setattr(module, "check_answer", lambda *a, **k: undecided)
+    result = evaluate(
+        items,
+        context=_context(_captioner(items, {0, 1, 2}), FunctionEngine(_oracle)),
+        modes=(),
+        end_to_end=True,
+        progress=False,
+    )
+    records = [r for r in result.records if r["row"] == END_TO_END]
+    assert all(r["correct"] is None for r in records)
+    assert all(r["errors"] == ["answer check: answer check could not run: the worker processes died"] for r in records)
+    row = result.row(END_TO_END)
+    assert (row.n, row.errored, row.skipped) == (0, 3, 0) and math.isnan(row.accuracy)
 
 
 class SeededReasoner(Engine):

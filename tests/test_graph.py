@@ -235,3 +235,17 @@ def test_strict_answers_score_only_a_final_box_and_never_a_truncated_output(engi
     ]
     out = get_graph().invoke({**sample, "captioner_output": "two"}, context=strict.replace(reasoner=cut))
     assert out["correct"] is False and out["reasoner_finish_reason"] == "length" and "cut off" in out["verdict"]
+
+
+def test_an_answer_check_that_could_not_run_is_an_error_not_a_wrong_answer(engines, monkeypatch):
+    from rapid_agent.answers import Verdict
+
+    async def broken_checker(*args, **kwargs):  # what acheck_answer says when no worker process could check
+        return Verdict(None, "3", "verification error: the worker pool is broken")
+
+    monkeypatch.setattr("rapid_agent.graphs.nodes.acheck_answer", broken_checker)
+    captioner, reasoner = engines
+    out = solve(scene(3), "How many red circles?", answer="3", captioner=captioner, reasoner=reasoner)
+    assert out["correct"] is None and out["prediction"] == "3"  # undecided: neither right nor wrong
+    assert out["verdict"] == "verification error: the worker pool is broken"
+    assert out["errors"] == ["answer check: verification error: the worker pool is broken"]

@@ -13,6 +13,7 @@ from langgraph.pregel import Pregel
 from langgraph_cli.config import validate_config_file
 from PIL import Image
 
+from rapid_agent.graphs import RapidInput
 from tests.http_server import FakeChatServer, SeenRequest, chat_reply
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,6 +43,9 @@ def test_langgraph_json_opens_the_graph_like_the_cli(tmp_path):
     assert set(config["graphs"]) == {"rapid"}
     graph = load_graph(ROOT / "langgraph.json", "rapid")
     assert isinstance(graph, Pregel) and set(graph.nodes) >= {"perceive", "reason", "score"}
+    # the JSON schemas Studio draws its input form and state view from
+    assert set(graph.get_input_jsonschema()["properties"]) == set(RapidInput.__annotations__)
+    assert graph.get_output_jsonschema()["properties"]["errors"]["type"] == "array"
     served = graph.copy(update={"checkpointer": InMemorySaver()})  # what the server does with a compiled graph
     image = tmp_path / "blank.png"
     Image.new("RGB", (32, 32), "white").save(image)

@@ -10,6 +10,7 @@ stand-ins in `rapid_agent.backends.stand_in` are for tests). Providers are impor
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 import weakref
@@ -58,6 +59,7 @@ __all__ = [
     "EngineError",
     "GenerationConfig",
     "Role",
+    "aload_engine",
     "builtin_model_path",
     "load_engine",
     "register_builtin_model",
@@ -126,6 +128,15 @@ def load_engine(spec: str | Engine | Any, role: Role, *, cache: bool = True, **o
         if cache:
             _cache[key] = engine
     return engine
+
+
+async def aload_engine(spec: str | Engine | Any, role: Role, *, cache: bool = True, **options: Any) -> Engine:
+    """`load_engine` for event loops: an `Engine` passes straight through; anything else resolves in a worker
+    thread, since a first load imports its provider and loads weights, and a cached one waits on the lock a load in
+    another thread may hold. A server's loop (`langgraph dev` refuses blocking calls on it) keeps serving meanwhile."""
+    if isinstance(spec, Engine):
+        return spec
+    return await asyncio.to_thread(load_engine, spec, role, cache=cache, **options)
 
 
 def _build(provider: str, model: str, role: Role, **options: Any) -> Engine:

@@ -44,7 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shard-index", type=int, default=0, help="the shard this process runs (0-based)")
     parser.add_argument("--judge", help="engine spec of an LLM answer extractor / judge (off by default)")
     parser.add_argument("--judge-mode", choices=("extract", "judge"), default="extract")
-    parser.add_argument("--retry-errors", action="store_true", help="run again samples whose engines failed")
+    parser.add_argument(
+        "--retry-errors",
+        action="store_true",
+        help="run again the samples whose run failed (status error: an engine, a setting, an answer check)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_context_arguments(parser, many=("reasoner", "mode"))  # the same options as `run`, reasoner and mode repeatable
     add_trace_argument(parser)

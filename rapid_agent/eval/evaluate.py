@@ -7,8 +7,10 @@ answering alone ("end-to-end"), repeated over reasoner seeds for mean +- std.
     write_csv(result.summary, "table.csv")
 
 A dataset is any `datasets.Dataset` or list of dicts with `question`, `image`, `answer` and optionally `choices`,
-`id` and `level` columns. Every sample of every row and seed comes back as a record: a sample whose run failed is
-recorded with its errors and counts as wrong; a sample without a gold answer is recorded and counted as skipped.
+`id` and `level` columns. Every sample of every row and seed comes back as a record: a sample whose run failed
+(bad input, an engine error, an answer check that could not run) is recorded with its errors and `correct=None`,
+counted as errored and left out of the accuracy, since a failure is no verdict; a sample without a gold answer is
+recorded and counted as skipped.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from rapid_agent.answers import check_answer
-from rapid_agent.api import solve_batch
+from rapid_agent.api import failure_text, solve_batch
 from rapid_agent.backends import ChatRequest, load_engine
+from rapid_agent.backends.base import redact
 from rapid_agent.backends.batching import get_batcher
 from rapid_agent.config import RapidContext
 from rapid_agent.inputs import load_image
@@ -51,12 +54,12 @@ class RowSummary:
     """One table row: a perception mode (or the end-to-end row) over every seed."""
 
     row: str
-    n: int  # samples scored per seed (errored ones included, as wrong)
+    n: int  # samples with a verdict per seed (errored and skipped ones left out)
     seeds: int
     accuracy: float  # mean over seeds
     std: float  # sample standard deviation over seeds; 0 with one seed
     per_seed: list[float]
-    errored: int  # summed over seeds
+    errored: int  # samples whose run failed (no verdict), summed over seeds
     skipped: int  # samples without a gold answer, summed over seeds
     by_level: dict[int, float] = dataclasses.field(default_factory=dict)  # mean over seeds
 
@@ -103,11 +106,14 @@ def _sample(row: dict) -> dict:
 
 
 def _record(row: dict, name: str, seed: int | None, result: dict | None, errors: list[str]) -> dict:
-    """A flat record of one sample's outcome; `correct` is False for any error, None when there is no gold."""
+    """A flat record of one sample's outcome; `correct` is None for any error (no verdict) and when there is no
+    gold. A check that could not run (`correct` None beside a gold answer) is an error."""
     result = result or {}
     gold = row.get("answer")
     errors = [*errors, *result.get("errors", [])]
-    correct = None if gold is None else bool(result.get("correct")) and not errors
+    if gold is not None and not errors and result.get("correct") is None:
+        errors.append(f"answer check: {result.get('verdict') or 'no verdict'}")
+    correct = None if gold is None or errors else bool(result.get("correct"))
     record = {
         "row": name,
         "seed": seed,
@@ -127,7 +133,7 @@ def _graph_chunk(rows: list[dict], context: RapidContext, name: str, seed: int |
     try:
         results = solve_batch([_sample(r) for r in rows], context=context)
     except Exception as exc:  # a whole chunk failing is still recorded sample by sample
-        return [_record(r, name, seed, None, [f"batch: {type(exc).__name__}: {exc}"]) for r in rows]
+        return [_record(r, name, seed, None, [redact(f"batch: {type(exc).__name__}: {exc}")]) for r in rows]
     return [_record(r, name, seed, res, []) for r, res in zip(rows, results, strict=True)]
 
 
@@ -144,7 +150,7 @@ def _end_to_end_chunk(rows: list[dict], context: RapidContext, seed: int | None)
             errors.append([])
         except Exception as exc:
             requests.append(None)
-            errors.append([f"input: {exc}"])
+            errors.append([failure_text(exc)])
     todo = [r for r in requests if r is not None]
     try:
         engine = load_engine(context.captioner, "captioner")
@@ -159,7 +165,7 @@ def _end_to_end_chunk(rows: list[dict], context: RapidContext, seed: int | None)
             continue
         out = next(outputs)
         if isinstance(out, Exception):
-            records.append(_record(row, END_TO_END, seed, None, [f"captioner: {out}"]))
+            records.append(_record(row, END_TO_END, seed, None, [redact(f"captioner: {out}")]))
             continue
         result: dict[str, Any] = {"captioner_output": out.text, "reasoner_output": None}
         if row.get("answer") is not None:
@@ -231,13 +237,19 @@ def _std(values: Sequence[float]) -> float:
     return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
+def _verdicts(records: Iterable[dict]) -> list[dict]:
+    """The records with a verdict: a gold answer and a run that did not fail."""
+    return [r for r in records if r["correct"] is not None and not r.get("errors")]
+
+
 def _accuracy(records: Iterable[dict]) -> float:
-    scored = [r["correct"] for r in records if r["correct"] is not None]
+    scored = [r["correct"] for r in _verdicts(records)]
     return sum(scored) / len(scored) if scored else float("nan")
 
 
 def summarize(records: Sequence[dict], rows: Sequence[str] | None = None) -> list[RowSummary]:
-    """The table: accuracy per row (mean and std over seeds), counts, and accuracy per level when known."""
+    """The table: accuracy per row (mean and std over seeds) over the samples with a verdict, counts (errored and
+    skipped samples apart), and accuracy per level when known."""
     rows = list(rows) if rows is not None else list(dict.fromkeys(r["row"] for r in records))
     out = []
     for name in rows:
@@ -252,13 +264,13 @@ def summarize(records: Sequence[dict], rows: Sequence[str] | None = None) -> lis
         out.append(
             RowSummary(
                 row=name,
-                n=sum(r["correct"] is not None for r in mine) // max(len(seeds), 1),
+                n=len(_verdicts(mine)) // max(len(seeds), 1),
                 seeds=len(seeds),
                 accuracy=_mean(per_seed),
                 std=_std(per_seed),
                 per_seed=per_seed,
-                errored=sum(bool(r["errors"]) for r in mine),
-                skipped=sum(r["correct"] is None for r in mine),
+                errored=sum(bool(r.get("errors")) for r in mine),
+                skipped=sum(r["correct"] is None and not r.get("errors") for r in mine),
                 by_level=by_level,
             )
         )

@@ -7,7 +7,8 @@
 
 Any engine spec serves (`openai:gpt-4o-mini@https://...`, `hf:...`); it runs greedily through the backends'
 micro-batcher. The judge's spec, mode and raw output are written into every record it touched, beside the verdict
-the rules alone gave.
+the rules alone gave. An extracted answer whose check could not run (`Verdict.correct is None`) makes the record an
+error to retry (`status="error"`), never a wrong answer.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Literal
 
 from rapid_agent.backends import ChatRequest, GenerationConfig, load_engine
 from rapid_agent.backends.batching import get_batcher
-from rapid_agent.eval.scoring import Score, strip_output
+from rapid_agent.eval.scoring import Score, safe_score, strip_output, undecided
 
 #: how much of an output's end the judge sees; final answers sit at the end and long thinking only costs tokens
 TAIL_CHARS = 4000
@@ -87,12 +88,12 @@ class Judge:
                         correct=False, prediction=None, verdict="judge found no answer", scored_by="judge-extract"
                     )
                     continue
-                score = rescore(
-                    {**record, "reasoner_output": f"\\boxed{{{extracted}}}", **_graph_of(record, extracted)}
-                )
+                score = safe_score(_rules_on(extracted, rescore), record)
                 record.update(
                     correct=score.correct, prediction=score.prediction, verdict=score.reason, scored_by="judge-extract"
                 )
+                if score.correct is None:  # the check of the extracted answer could not run: an error, no verdict
+                    undecided(record)
 
     def _prompt(self, record: dict) -> str:
         fields = record.get("fields") or {}
@@ -104,8 +105,18 @@ class Judge:
         return EXTRACT_PROMPT.format(question=question, response=response)
 
 
+def _rules_on(extracted: str, rescore: Callable[[dict], Score]) -> Callable[[dict], Score]:
+    """The benchmark's rules applied to `extracted` in place of the reasoner's output."""
+
+    def score(record: dict) -> Score:
+        return rescore({**record, "reasoner_output": f"\\boxed{{{extracted}}}", **_graph_of(record, extracted)})
+
+    return score
+
+
 def _graph_of(record: dict, extracted: str) -> dict:
-    """The generic check on the extracted answer, so rules that start from the graph's verdict see this answer."""
+    """The generic check on the extracted answer, so rules that start from the graph's verdict see this answer
+    (`graph_correct` None when the check could not run)."""
     from rapid_agent.answers import check_answer
 
     verdict = check_answer(f"\\boxed{{{extracted}}}", str(record.get("answer")), choices=record.get("choices") or ())

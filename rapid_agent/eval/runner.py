@@ -13,6 +13,13 @@ How this departs from a plain loop over samples:
 - Sharded: `num_shards`/`shard_index` split every benchmark by a hash of its sample ids (after `limit`), each shard
   writes its own files, and the table is counted over all of them.
 - Batches run `concurrency` at a time so that both engines stay busy; the engines' micro-batchers merge them.
+- Engines load before any work: a spec that cannot load (a wrong path, an unknown option) ends the run at once with a
+  message naming its role and spec, and writes nothing, instead of failing every sample one by one.
+
+What a record's `status` says: `scored` (a verdict), `skipped` (the sample's own data is bad: the adapter refused
+the row, or the graph refused its question, choices, gold or images as `input: ...`; it stays out of the table and
+is never run again) or `error` (the run failed: an engine, a setting, a bug, an answer check that could not run; no
+verdict, counted apart, and run again by `retry_errors`).
 """
 
 from __future__ import annotations
@@ -20,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,9 +37,12 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from rapid_agent.api import solve_batch
+from rapid_agent.backends import load_engine
+from rapid_agent.backends.base import redact
 from rapid_agent.config import RapidContext
 from rapid_agent.eval.adapters import Adapter, EvalSample
 from rapid_agent.eval.judge import Judge
+from rapid_agent.eval.scoring import safe_score, undecided
 from rapid_agent.eval.store import (
     PERCEPTION_KEY,
     PERCEPTIONS,
@@ -65,7 +74,7 @@ class EvalConfig:
     num_shards: int = field(default=1, metadata={"help": "split every benchmark into this many shards"})
     shard_index: int = field(default=0, metadata={"help": "which shard this process runs"})
     judge: Judge | None = field(default=None, metadata={"help": "optional LLM answer extractor / judge"})
-    retry_errors: bool = field(default=False, metadata={"help": "run again the samples whose engines failed"})
+    retry_errors: bool = field(default=False, metadata={"help": "run again the samples whose run failed (errors)"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
     tables: bool = field(default=True, metadata={"help": "write summary.{md,csv,json,png} when done"})
 
@@ -153,18 +162,52 @@ class _Run:
             for k, r in read_records(config.out, PERCEPTIONS, PERCEPTION_KEY).items()
             if not self._retry(r.get("status"))
         }
-        shard = (config.shard_index, config.num_shards)
-        self.perception_writer = JsonlWriter(shard_file(config.out, PERCEPTIONS, *shard))
-        self.result_writer = JsonlWriter(shard_file(config.out, RESULTS, *shard))
+        self.perception_writer: JsonlWriter | None = None
+        self.result_writer: JsonlWriter | None = None
         self.bar: tqdm | None = None
         self.tally = [0, 0]  # correct, scored in this run: the progress bar's running accuracy
+
+    def open(self) -> None:
+        """Open (and lock) this shard's files; only once the engines have loaded, so a failed start writes nothing."""
+        shard = (self.config.shard_index, self.config.num_shards)
+        self.perception_writer = JsonlWriter(shard_file(self.config.out, PERCEPTIONS, *shard))
+        self.result_writer = JsonlWriter(shard_file(self.config.out, RESULTS, *shard))
 
     def _retry(self, status: str | None) -> bool:
         return self.config.retry_errors and status == "error"
 
     def close(self) -> None:
-        self.perception_writer.close()
-        self.result_writer.close()
+        for writer in (self.perception_writer, self.result_writer):
+            if writer is not None:
+                writer.close()
+
+    def load_engines(self, jobs: Sequence[tuple[Adapter, str, list[EvalSample]]]) -> None:
+        """Load every engine the pending work needs, before any of it starts: the captioner when some sample still
+        needs a perception, each reasoner with samples to run, the judge. A failure raises naming role and spec."""
+        needed: list[tuple[str, Any, dict]] = []
+        perceive = any(
+            mode != "none" and self.perception_key(s, mode) not in self.perceptions
+            for _, mode, samples in jobs
+            for s in samples
+            if s.images and not s.skip and any(self.pending([s], mode, engine_label(r)) for r in self.config.reasoners)
+        )
+        if perceive:
+            needed.append(("captioner", self.context.captioner, dict(self.context.captioner_options)))
+        for reasoner in self.config.reasoners:
+            label = engine_label(reasoner)
+            if any(self.pending(samples, mode, label) for _, mode, samples in jobs):
+                needed.append(("reasoner", reasoner, dict(self.context.reasoner_options)))
+        if self.config.judge is not None and needed:
+            needed.append(("judge", self.config.judge.engine, {}))
+        for role, spec, options in needed:
+            if spec is None and role == "captioner":
+                raise ValueError(f"{role}: none given, and a perception mode in {list(self.config.modes)} needs one")
+            try:
+                # the same arguments the graph's nodes (and the judge) load with: they find these in the cache
+                load_engine(spec, "captioner" if role == "captioner" else "reasoner", **options)
+            except Exception as exc:
+                message = " ".join(str(exc).split()) or type(exc).__name__
+                raise RuntimeError(redact(f"{role} {engine_label(spec)!r} could not be loaded: {message}")) from exc
 
     # keys ----------------------------------------------------------------------------------------------------
     def result_key(self, sample: EvalSample, mode: str, reasoner: str) -> tuple:
@@ -189,7 +232,7 @@ class _Run:
             self.result_writer.append(records)
             with self.lock:
                 self.done.update(record_key(r, RESULT_KEY) for r in records)
-                scored = [r for r in records if r["status"] != "skipped"]
+                scored = [r for r in records if r["status"] == "scored"]
                 self.tally[0] += sum(bool(r.get("correct")) for r in scored)
                 self.tally[1] += len(scored)
                 if self.bar is not None:
@@ -211,7 +254,8 @@ class _Run:
             return found
         new: list[dict] = []
         # a sample without images is skipped here; one whose images do not decode is refused by the graph itself
-        # (`input: ...`), which the loop below records as a skip: images are decoded once, inside the graph
+        # (`input: ...`), which the loop below records as a skip: images are decoded once, inside the graph. Any
+        # other failure (`error: ...`, `captioner: ...`) is an error: no verdict on the sample, run again on retry
         runnable = [s for s in need if s.images]
         new += [self._perception(s, mode, status="skipped", skip_reason="no image") for s in need if not s.images]
         if runnable:
@@ -269,7 +313,7 @@ class _Run:
             elif perception is not None and perception["status"] == "skipped":
                 records.append({**base, "status": "skipped", "skip_reason": perception["skip_reason"]})
             elif perception is not None and perception["status"] == "error":
-                records.append({**base, **_perception_fields(perception), "status": "error", "correct": False})
+                records.append({**base, **_perception_fields(perception), "status": "error", "correct": None})
             else:
                 runnable.append((sample, perception))
         if not runnable:
@@ -300,11 +344,14 @@ class _Run:
             record.update(_result_fields(result))
             _merge_usage(record, result)
             if record["status"] == "scored":
-                score = adapter.score(record)
+                score = safe_score(adapter.score, record)
                 record.update(
                     correct=score.correct, prediction=score.prediction, verdict=score.reason, scored_by="rules"
                 )
-                scored.append(record)
+                if score.correct is None:  # the answer check could not run: an error to retry, not a wrong answer
+                    undecided(record)
+                else:
+                    scored.append(record)
             records.append(record)
         if self.config.judge is not None:
             self.config.judge.apply(scored, adapter.score)
@@ -324,13 +371,9 @@ class _Run:
 
 
 def _bad_input(errors: Sequence[str]) -> str | None:
-    """The graph's complaint about a sample's own data (`input: ...`), which makes it a skip rather than an error;
-    pydantic's report is cut down to `input: <field>: <message>`."""
-    error = next((e for e in errors if e.startswith("input:")), None)
-    if error is None:
-        return None
-    found = re.search(r"\n(\w+)\n\s+Value error, (.*?) \[type=", error, flags=re.DOTALL)
-    return f"input: {found.group(1)}: {found.group(2)}" if found else error
+    """The graph's complaint about a sample's own data (`input: <field>: <why>`, see `rapid_agent.api`), which
+    makes it a skip rather than an error. Every other failure is an error."""
+    return next((e for e in errors if e.startswith("input:")), None)
 
 
 def _perception_fields(perception: dict | None) -> dict:
@@ -362,7 +405,7 @@ def _result_fields(result: dict) -> dict:
         "graph_verdict": result.get("verdict"),
         "finish_reason": result.get("reasoner_finish_reason"),
         "errors": errors,
-        "correct": False if errors else None,
+        "correct": None,
         "prediction": None,
         "verdict": errors[0] if errors else None,
     }
@@ -394,6 +437,8 @@ def run_eval(benchmarks: Sequence[Adapter], *, context: RapidContext, config: Ev
                     (adapter, mode, samples[i : i + config.batch_size])
                     for i in range(0, len(samples), config.batch_size)
                 ]
+        run.load_engines(jobs)
+        run.open()
         with tqdm(total=total, desc="eval", unit="sample", disable=not config.progress, smoothing=0.1) as bar:
             run.bar = bar
             with ThreadPoolExecutor(max_workers=config.concurrency) as pool:

@@ -4,6 +4,10 @@ The graph's score node already checks every output the generic way (math-verify 
 multiple choice; `rapid_agent.answers`). An adapter's `score` starts from that verdict, kept in the record, and adds
 what its benchmark's own metric needs (MathVista's precision, DynaMath's float tolerance, LogicVista's several
 letters). Everything here is pure: a record in, a `Score` out, so a JSONL can be re-scored without any model.
+
+A check that could not run (`Verdict.correct is None`: the checker's worker processes failed) is no verdict: its
+`Score.correct` is None too, unless the benchmark's own rule decides the answer without it, and the runner records
+such a sample as an error to retry (`undecided`), never as a wrong answer.
 """
 
 from __future__ import annotations
@@ -11,26 +15,46 @@ from __future__ import annotations
 import ast
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from rapid_agent.answers import extract_answer, strip_thinking
+from rapid_agent.backends.base import redact
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 @dataclass(frozen=True)
 class Score:
-    """One sample's outcome under its benchmark's metric."""
+    """One sample's outcome under its benchmark's metric; `correct` is None when it could not be decided."""
 
-    correct: bool
+    correct: bool | None
     prediction: str | None
     reason: str
 
 
 def graph_score(record: dict) -> Score:
-    """The graph's own verdict (generic check), as recorded."""
-    return Score(bool(record.get("graph_correct")), record.get("graph_prediction"), record.get("graph_verdict") or "")
+    """The graph's own verdict (generic check), as recorded; None stays None (the check could not run)."""
+    correct = record.get("graph_correct")
+    return Score(
+        None if correct is None else bool(correct), record.get("graph_prediction"), record.get("graph_verdict") or ""
+    )
+
+
+def safe_score(score: Callable[[dict], Score], record: dict) -> Score:
+    """`score(record)`, or an undecided `Score` naming the exception when scoring raised (answer extraction whose
+    worker could not run raises `AnswerCheckError`): one sample's failed check must not end a whole run."""
+    try:
+        return score(record)
+    except Exception as exc:
+        return Score(None, None, redact(f"{type(exc).__name__}: {exc}"))
+
+
+def undecided(record: dict) -> None:
+    """Make a record whose answer check could not run an error (no verdict, retried by `--retry-errors`)."""
+    reason = record.get("verdict") or "no verdict"
+    record.update(status="error", correct=None, errors=[*(record.get("errors") or []), f"answer check: {reason}"])
 
 
 def final_answer(record: dict) -> str | None:

@@ -1,8 +1,10 @@
 """The table, counted from the per-sample records: rows captioner x reasoner x mode, columns benchmarks and AVG.
 
 Nothing here is stored: every number is recomputed from the JSONL records each time (`summarize(read_results(out))`).
-A cell counts one record per sample: scored ones (an errored run counts as wrong, as the official scripts count a
-failed answer) enter the benchmark's metric; skipped ones (bad data) are counted beside it.
+A cell counts one record per sample: scored ones (a verdict) enter the benchmark's metric; skipped ones (bad data)
+and errored ones (a run that failed: an engine, a setting, an answer check that could not run) are counted beside
+it and leave its denominator, since an error is no verdict on the sample. A cell with errors is therefore partial
+until they are run again (`--retry-errors`); the tables say so next to its score.
 """
 
 from __future__ import annotations
@@ -22,10 +24,10 @@ class Cell:
     """One benchmark in one row."""
 
     benchmark: str
-    scored: int = 0  # records entering the metric (errored ones included, as wrong)
+    scored: int = 0  # records with a verdict: the metric's denominator
     correct: int = 0
-    errored: int = 0
-    skipped: int = 0
+    errored: int = 0  # runs that failed: no verdict, outside the metric until retried
+    skipped: int = 0  # bad data: outside the metric for good
     score: float = float("nan")
     metrics: dict[str, float] = field(default_factory=dict)
     skip_reasons: dict[str, int] = field(default_factory=dict)
@@ -44,6 +46,11 @@ class Row:
     def avg(self) -> float:
         scores = [c.score for c in self.cells.values() if not math.isnan(c.score)]
         return sum(scores) / len(scores) if scores else float("nan")
+
+    @property
+    def errored(self) -> int:
+        """Failed runs across the row's cells: its AVG is partial while this is not 0."""
+        return sum(c.errored for c in self.cells.values())
 
     @property
     def name(self) -> str:
@@ -67,6 +74,7 @@ class Summary:
                     "mode": row.mode,
                     "settings": row.settings,
                     "avg": _finite(row.avg),
+                    "errored": row.errored,
                     "benchmarks": {
                         label: {
                             "score": _finite(cell.score),
@@ -127,7 +135,7 @@ def summarize(records: Iterable[dict], order: Sequence[str] = ()) -> Summary:
 
 def _cell(label: str, adapter_name: str, records: list[dict]) -> Cell:
     cell = Cell(label)
-    scored = [r for r in records if r.get("status") in ("scored", "error")]
+    scored = [r for r in records if r.get("status") == "scored"]
     for record in records:
         if record.get("status") == "skipped":
             cell.skipped += 1
@@ -135,7 +143,7 @@ def _cell(label: str, adapter_name: str, records: list[dict]) -> Cell:
             cell.skip_reasons[reason] = cell.skip_reasons.get(reason, 0) + 1
     cell.scored = len(scored)
     cell.correct = sum(bool(r.get("correct")) for r in scored)
-    cell.errored = sum(r.get("status") == "error" for r in scored)
+    cell.errored = sum(r.get("status") == "error" for r in records)
     if scored:
         cell.metrics = adapter_for(adapter_name, label).aggregate(scored)
         cell.score = cell.metrics.get("score", float("nan"))

@@ -134,7 +134,8 @@ class Adapter(ABC):
         """Map one row of the benchmark's schema; raise `BadRow` with the reason for a row that cannot be used."""
 
     def score(self, record: dict) -> Score:
-        """This benchmark's verdict on one record (default: the graph's generic check)."""
+        """This benchmark's verdict on one record (default: the graph's generic check); `correct` None when it cannot
+        be decided (the generic check could not run and the benchmark's own rules do not settle it)."""
         return graph_score(record)
 
     def aggregate(self, records: Sequence[dict]) -> dict[str, float]:

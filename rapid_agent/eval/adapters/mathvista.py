@@ -129,8 +129,10 @@ class MathVista(Adapter):
             else:
                 correct = [normalize_text(str(x)) for x in pred_list] == [normalize_text(str(x)) for x in gold_list]
             return Score(correct, str(list(pred_list)), "match" if correct else "list mismatch")
-        correct = normalize_text(predicted).replace(" ", "") == normalize_text(gold).replace(" ", "")
-        return Score(correct or graph_score(record).correct, predicted, "match" if correct else "list mismatch")
+        if normalize_text(predicted).replace(" ", "") == normalize_text(gold).replace(" ", ""):
+            return Score(True, predicted, "match")
+        verdict = graph_score(record)  # math-verify's equality, or no verdict when its check could not run
+        return verdict if verdict.correct is not False else Score(False, predicted, "list mismatch")
 
     def aggregate(self, records: Sequence[dict]) -> dict[str, float]:
         out = {"score": accuracy(records), "accuracy": accuracy(records)}
