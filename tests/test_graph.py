@@ -192,7 +192,7 @@ def test_engine_failures_and_bad_inputs_are_recorded_not_lost(engines, tmp_path)
     assert len(out) == 4
     assert out[0]["correct"] is True
     assert out[1]["errors"] and "reasoner timed out" in out[1]["errors"][0] and "correct" not in out[1]
-    assert "cannot decode image" in out[2]["errors"][0] and out[2]["correct"] is False
+    assert "cannot decode image" in out[2]["errors"][0] and out[2]["correct"] is None  # bad input: no verdict
     assert "question" in out[3]["errors"][0]
 
 
