@@ -1,7 +1,8 @@
 """The math-verify half of answer checking: the code that runs inside the checking worker processes.
 
 Everything here may call sympy, and sympy can run for ever holding the GIL (`10^{10^{8}}` against `3`), so it only
-ever runs in a worker that `rapid_agent._verify_pool` kills when its time is up. math-verify's own signal-based
+ever runs in a worker process (`python -m rapid_agent._math_check`, the `serve` loop at the end) that
+`rapid_agent._verify_pool` kills when its time is up. math-verify's own signal-based
 timeouts are therefore switched off (`parsing_timeout=None`, `timeout_seconds=None`): the pool is the one bound.
 Always `verify(gold, pred)`, gold first: math-verify is not symmetric. The one exception to "workers only" is
 `string_extract`, pure regex, which the caller runs in-process.
@@ -9,8 +10,12 @@ Always `verify(gold, pred)`, gold first: math-verify is not symmetric. The one e
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
+import signal
+import sys
 from collections.abc import Sequence
 
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, StringExtractionConfig, parse, verify
@@ -117,3 +122,41 @@ def string_extract(text: str, strings: tuple[str, ...], anchored_only: bool) -> 
     config = StringExtractionConfig(strings=strings, lowercase=False, try_extract_without_anchor=not anchored_only)
     found = parse(text, [config], parsing_timeout=None)
     return found[0] if found else None
+
+
+# --- the worker process (`python -m rapid_agent._math_check`, started by rapid_agent._verify_pool) -----------------
+
+#: what a worker may be asked to run (string_extract runs in the caller)
+FUNCTIONS = {f.__name__: f for f in (math_equal, matching_choices, extract, raw_verify)}
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this worker when the thread that started it ends, even while sympy holds the GIL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the worker still exits when its stdin closes
+        pass
+
+
+def serve() -> None:
+    """Answer one JSON request per line on stdin (`{"function": name, "args": [...]}`) with one JSON line on the
+    original stdout: `{"result": ...}` or `{"error": "Type: message"}`. Anything else the libraries print goes to
+    stderr, so it cannot corrupt a reply. Ends when stdin closes."""
+    replies = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C in the caller's terminal is the caller's to handle
+    _die_with_parent()
+    print(json.dumps({"ready": os.getpid()}), file=replies)
+    for line in sys.stdin.buffer:
+        request = json.loads(line)
+        try:
+            reply = {"result": FUNCTIONS[request["function"]](*request["args"])}
+        except Exception as exc:  # sympy raising on a strange expression: the caller decides what it means
+            reply = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+        print(json.dumps(reply), file=replies)
+
+
+if __name__ == "__main__":
+    serve()

@@ -23,7 +23,11 @@ when it passes `timeout_s`: sympy can hold the GIL for minutes, which no thread 
 `check_answers` sends a whole batch to the pool at once; `acheck_answer` awaits one check without blocking the loop.
 
 An output we cannot read is an outcome (`correct=False` and the reason), never an exception; a bad argument (a
-non-positive timeout, choices given as one string, a missing gold answer) is a ValueError/TypeError naming it.
+non-positive timeout, choices given as one string, a missing gold answer) is a ValueError/TypeError naming it. A
+check that could not run at all (no worker process could start, one died, the pool was stopped) is undecided:
+`correct=None`, the reason saying why. Tables count it apart, rewards skip it, evaluation retries it; it is never a
+wrong answer. A check that passes its time bound is wrong (`timed_out=True`), as in math-verify: the bound counts
+the CPU time the check itself used, so the verdict does not depend on how busy the machine is.
 """
 
 from __future__ import annotations
@@ -34,7 +38,6 @@ import math
 import re
 import string
 from collections.abc import Callable, Sequence
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from decimal import Decimal, DecimalException
 from numbers import Number
@@ -66,6 +69,10 @@ _MATHLIKE = re.compile(r"[\d\\]")
 _MATH_HINT = re.compile(r"\d|\$|\\\(|\\\[")
 
 
+class AnswerCheckError(RuntimeError):
+    """The answer checker itself could not run (an infrastructure failure, never a property of the answer)."""
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The outcome of checking one output.
@@ -73,13 +80,19 @@ class Verdict:
     `prediction` is the answer read (None when none was found); `extracted_from` says where it came from (one of
     `SOURCES`: the last box, math-verify's extraction from the prose, a letter or an option's text named in the
     prose, or the whole output); `timed_out` marks a check ended by its timeout (then `correct` is False).
+    `correct` is None when the check could not run (see `undecided`): no verdict, and `reason` says why.
     """
 
-    correct: bool
+    correct: bool | None
     prediction: str | None
     reason: str
     extracted_from: str | None = None
     timed_out: bool = False
+
+    @property
+    def undecided(self) -> bool:
+        """True when the checker could not run (an infrastructure failure, not a wrong answer)."""
+        return self.correct is None
 
 
 @dataclass(frozen=True)
@@ -410,11 +423,12 @@ def _check_timeout(timeout_s: Any) -> float:
 
 def _failed(pending: _Pending, error: BaseException, timeout_s: float) -> Verdict:
     if isinstance(error, (TimeoutError, concurrent.futures.TimeoutError)):
-        reason = f"answer check timed out after {timeout_s:g} s (its worker process was killed)"
+        reason = f"answer check timed out after {timeout_s:g} s of CPU (its worker process was killed)"
         return Verdict(False, pending.prediction, reason, pending.source, timed_out=True)
-    if isinstance(error, BrokenProcessPool):
-        return Verdict(False, pending.prediction, f"verification error: {_verify_pool.BROKEN}", pending.source)
-    return Verdict(False, pending.prediction, f"verification error: {type(error).__name__}: {error}", pending.source)
+    if isinstance(error, _verify_pool.WorkerError):
+        return Verdict(None, pending.prediction, f"answer check could not run: {error}", pending.source)
+    # math-verify raised on this output (sympy refusing an expression): the answer could not be compared
+    return Verdict(False, pending.prediction, f"verification error: {error}", pending.source)
 
 
 def _resolve(pending: _Pending, future: concurrent.futures.Future, timeout_s: float) -> Verdict:
@@ -455,13 +469,13 @@ async def acheck_answer(
     final_box_only: bool = False,
     finish_reason: str | None = None,
 ) -> Verdict:
-    """`check_answer` for event loops: the math-verify part is awaited, never run on the loop's thread."""
+    """`check_answer` for event loops: nothing runs on the loop's thread (reading the answer may import
+    math-verify and run its regexes over a long output; the math-verify part is awaited from a worker process)."""
     timeout_s = _check_timeout(timeout_s)
-    plan = _plan(output, gold, choices, final_box_only, finish_reason)
+    plan = await asyncio.to_thread(_plan, output, gold, choices, final_box_only, finish_reason)
     if isinstance(plan, Verdict):
         return plan
-    # submitting may start the pool (process launches): off the loop
-    future = await asyncio.to_thread(_verify_pool.submit, plan.function, plan.args, timeout_s)
+    future = _verify_pool.submit(plan.function, plan.args, timeout_s)  # queues only: workers start in their threads
     try:
         return plan.finish(await asyncio.wrap_future(future))
     except Exception as exc:
@@ -507,6 +521,7 @@ def extract_answer(
     """The answer `check_answer` would read from `output`, and where it came from (one of `SOURCES`).
 
     With `choices`, a letter; otherwise the last box, or (default mode) what math-verify extracts from the prose.
+    An extraction past `timeout_s` finds nothing; one that could not run at all raises `AnswerCheckError`.
     """
     timeout_s = _check_timeout(timeout_s)
     if output is None:
@@ -526,6 +541,8 @@ def extract_answer(
     future = _verify_pool.submit("extract", (text,), timeout_s)
     try:
         found = future.result()
-    except Exception:
+    except _verify_pool.WorkerError as exc:
+        raise AnswerCheckError(f"answer extraction could not run: {exc}") from exc
+    except Exception:  # timed out, or math-verify raised on this text: nothing found
         return None, None
     return (found, "math-verify") if found is not None else (None, None)

@@ -35,7 +35,8 @@ def _texts(completions: list) -> list[str | None]:
 
 
 def accuracy_reward(*, mode: str, answer_timeout_s: float = 5.0) -> RewardFunc:
-    """1 when the tentative solution's last `\\boxed{}` matches the gold answer, else 0 (no box: 0)."""
+    """1 when the tentative solution's last `\\boxed{}` matches the gold answer, else 0 (no box: 0); None (skipped)
+    when the answer checker could not run."""
     if not has_solution(mode):
         raise ValueError(f"mode {mode!r} produces no solution to score")
 
@@ -50,9 +51,15 @@ def accuracy_reward(*, mode: str, answer_timeout_s: float = 5.0) -> RewardFunc:
                 continue
             solution = split_output(mode, text).solution or ""
             # only a boxed answer counts: without a box, check_answer would fall back to the text's last number
-            boxed = last_boxed(solution) is not None
-            ok = boxed and check_answer(solution, gold, choices=options or (), timeout_s=answer_timeout_s).correct
-            rewards.append(1.0 if ok else 0.0)
+            if last_boxed(solution) is None:
+                rewards.append(0.0)
+                continue
+            verdict = check_answer(solution, gold, choices=options or (), timeout_s=answer_timeout_s)
+            if verdict.undecided:  # the checker could not run: no reward, never a wrong one
+                logger.warning("accuracy reward: skipping a sample: %s", verdict.reason)
+                rewards.append(None)
+                continue
+            rewards.append(1.0 if verdict.correct else 0.0)
         return rewards
 
     accuracy.__name__ = "accuracy"

@@ -31,6 +31,23 @@ def test_accuracy_reward_checks_the_solution_box_only() -> None:
         accuracy_reward(mode="cap")
 
 
+def test_accuracy_reward_skips_a_sample_whose_answer_check_could_not_run(monkeypatch) -> None:
+    from rapid_agent import _verify_pool
+
+    reward = accuracy_reward(mode="qcap+sol")
+    texts = [
+        "<caption>x</caption><solution>\\boxed{\\frac{6}{2}}</solution>",  # needs math-verify: a worker
+        "<caption>x</caption><solution>\\boxed{3}</solution>",  # decided in-process
+    ]
+    _verify_pool.shutdown()
+    monkeypatch.setattr(_verify_pool, "WORKER_MODULE", "rapid_agent._no_such_worker")  # no worker can start
+    try:
+        rewards, _ = call(reward, texts)
+    finally:
+        _verify_pool.shutdown()
+    assert rewards == [None, 1.0]  # skipped, never a reward of 0 for a right answer
+
+
 def test_format_reward() -> None:
     reward = format_reward(mode="qcap+sol")
     rewards, _ = call(reward, ["<caption>a</caption><solution>\\boxed{1}</solution>", "just text \\boxed{1}"])

@@ -99,7 +99,7 @@ def paired_values(a: Mapping[str, float], b: Mapping[str, float], name_a: str, n
 
 
 def _per_item(result: EvalResult, row: str) -> dict[str, float]:
-    """Each item's correctness in `row`, averaged over seeds (errored samples count as wrong)."""
+    """Each item's correctness in `row`, averaged over seeds (errored samples have no verdict and are left out)."""
     sums: dict[str, list[float]] = {}
     for r in result.records:
         if r["row"] == row and r["correct"] is not None:

@@ -68,7 +68,8 @@ def _record(source: dict, name: str, result: dict) -> dict:
     record = {k: source.get(k) for k in ("seed", "id", "level", "question", "answer", "choices")}
     record |= {
         "row": name,
-        "correct": None if gold is None else bool(result.get("correct")) and not errors,
+        # a run that failed (an engine, an answer check that could not run) has no verdict: counted apart
+        "correct": None if gold is None or errors or result.get("correct") is None else bool(result["correct"]),
         "errors": errors,
     }
     return record | {k: result.get(k) for k in _RESULT_KEYS}
