@@ -335,7 +335,7 @@ def test_replay_answers_from_recorded_captions_without_a_captioner() -> None:
     by = {(r["seed"], r["id"]): r for r in result.records}
     assert len(by) == 6 and {r["row"] for r in result.records} == {"qcap>solver"}
     assert by[(0, "0")]["correct"] and not by[(1, "1")]["correct"] and by[(1, "1")]["prediction"] == "5"
-    assert by[(0, "2")]["correct"] is False and by[(0, "2")]["errors"]  # no caption recorded: failed, not lost
+    assert by[(0, "2")]["correct"] is None and by[(0, "2")]["errors"]  # no caption: failed, not lost
     assert result.row("qcap>solver").accuracy == pytest.approx(1 / 2)  # the failed sample is no verdict: left out
     with pytest.raises(ValueError, match="no records of row"):
         replay(source, "cap", reasoner=WorldSolver(), name="x", context=context)
