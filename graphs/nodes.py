@@ -25,8 +25,7 @@ from rapid_agent.backends.batching import get_batcher, traced
 from rapid_agent.config import RapidContext
 from rapid_agent.graphs.state import RapidState
 from rapid_agent.inputs import Sample
-from rapid_agent.perception import Perception, check_mode, reasoner_request, split_output
-from rapid_agent.tools import make_captioner_tool
+from rapid_agent.perception import Perception, captioner_request, check_mode, reasoner_request, split_output
 
 #: the state keys that make up the sample
 SAMPLE_KEYS = ("question", "image", "images", "answer", "choices", "id")
@@ -70,23 +69,23 @@ async def perceive(state: RapidState) -> dict:
     if context.captioner is None:
         raise ValueError("captioner: none configured, and the sample carries no captioner_output")
     engine = await aload_engine(context.captioner, "captioner", **context.captioner_options)
-    tool = make_captioner_tool(
-        engine, mode=mode, gen=context.captioner_gen, prompts=context.prompts, max_pixels=context.max_pixels
+    # decodes and resizes the images: off the loop
+    request = await asyncio.to_thread(
+        captioner_request, sample.images, sample.question, mode, context.prompts, context.max_pixels
     )
     try:
-        request = await asyncio.to_thread(tool.request, sample.images, sample.question)  # resizes the images
-        out = tool.result(await _generate(engine, request, context.captioner_gen, "captioner", context.stream))
+        out = await _generate(engine, request, context.captioner_gen, "captioner", context.stream)
     except EngineError as exc:
         return update | {"engines": {"captioner": engine.spec}, "errors": [f"captioner: {exc}"]}
     return (
         update
-        | _perception(mode, out["text"])
+        | _perception(mode, out.text)
         | {
             "engines": {"captioner": engine.spec},
             "metrics": {
-                "captioner_latency_s": out["latency_s"],
-                "captioner_prompt_tokens": out["prompt_tokens"],
-                "captioner_completion_tokens": out["completion_tokens"],
+                "captioner_latency_s": out.latency_s,
+                "captioner_prompt_tokens": out.prompt_tokens,
+                "captioner_completion_tokens": out.completion_tokens,
             },
         }
     )

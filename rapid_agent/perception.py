@@ -1,5 +1,5 @@
-"""Perception modes: what the captioner is asked for, how its output splits into caption and tentative solution,
-and how those parts become the reasoner's prompt.
+"""Perception modes: what the captioner is asked for (its whole request), how its output splits into caption and
+tentative solution, and how those parts become the reasoner's request.
 
     none      the reasoner sees only the question (text-only baseline)
     cap       a generic caption of the image
@@ -12,10 +12,12 @@ and how those parts become the reasoner's prompt.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from rapid_agent.backends.base import ChatRequest
+from rapid_agent.inputs import DEFAULT_MAX_PIXELS, load_image
 from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
 
 Mode = Literal["none", "cap", "qcap", "sol", "cap+sol", "qcap+sol"]
@@ -113,6 +115,21 @@ def reasoner_prompt(question: str, perception: Perception, mode: str, prompts: P
         solution_block=solution_block,
         instruction=prompts.reason_instruction,
     )
+
+
+def captioner_request(
+    images: Sequence[Any],
+    question: str,
+    mode: str,
+    prompts: Prompts = DEFAULT_PROMPTS,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> ChatRequest:
+    """The captioner's request for `images` (in order) and `question` under `mode`: what the perceive node and the
+    captioner tool send, built in this one place. Images are decoded and downscaled here (`load_image`)."""
+    prompt = captioner_prompt(mode, question, prompts)
+    if prompt is None:
+        raise ValueError("perception mode 'none' uses no captioner")
+    return ChatRequest(prompt=prompt, images=tuple(load_image(i, max_pixels=max_pixels) for i in images))
 
 
 def reasoner_request(

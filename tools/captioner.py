@@ -1,7 +1,7 @@
 """The captioner as a LangChain tool: image + question in, perception text (caption and/or tentative solution) out.
 
-The graph's perceive node calls it in process with a PIL image; an agent can call it with a path or data URL,
-and gets the result as JSON. Requests go through the engine's micro-batcher, so concurrent calls share one
+It builds the same request as the graph's perceive node (`rapid_agent.perception.captioner_request`); an agent
+calls it with a path or data URL and gets the result as JSON. Requests go through the engine's micro-batcher, so concurrent calls share one
 engine call.
 """
 
@@ -14,8 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from rapid_agent.backends import CAPTIONER_DEFAULTS, ChatRequest, Engine, GenerationConfig
 from rapid_agent.backends.batching import get_batcher
-from rapid_agent.inputs import DEFAULT_MAX_PIXELS, load_image
-from rapid_agent.perception import DEFAULT_MODE, captioner_prompt, check_mode, split_output
+from rapid_agent.inputs import DEFAULT_MAX_PIXELS
+from rapid_agent.perception import DEFAULT_MODE, captioner_request, split_output
 from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
 
 
@@ -43,11 +43,8 @@ class CaptionerTool(BaseTool):
 
     def request(self, image: Any, question: str) -> ChatRequest:
         """The captioner request for `image` (one, or a list in order) and `question`."""
-        prompt = captioner_prompt(check_mode(self.mode), question, self.prompts)
-        if prompt is None:
-            raise ValueError("perception mode 'none' uses no captioner")
         images = image if isinstance(image, (list, tuple)) else [image]
-        return ChatRequest(prompt=prompt, images=tuple(load_image(i, max_pixels=self.max_pixels) for i in images))
+        return captioner_request(images, question, self.mode, self.prompts, self.max_pixels)
 
     def result(self, completion: Any) -> dict:
         """The tool's output for one captioner completion: the text split into caption and solution, and counts."""
