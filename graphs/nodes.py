@@ -21,7 +21,7 @@ from langgraph.runtime import get_runtime
 
 from rapid_agent.answers import acheck_answer, extract_answer
 from rapid_agent.backends import ChatRequest, Completion, Engine, EngineError, GenerationConfig, aload_engine
-from rapid_agent.backends.batching import get_batcher, traced
+from rapid_agent.backends.batching import get_batcher, malformed, traced
 from rapid_agent.config import RapidContext
 from rapid_agent.graphs.state import RapidState
 from rapid_agent.inputs import Sample
@@ -45,6 +45,9 @@ async def _generate(
     write = get_stream_writer()
     async for piece in traced(engine).astream(request, gen):
         if isinstance(piece, Completion):
+            error = malformed(engine, piece)
+            if error is not None:
+                raise error
             return piece
         write({"role": role, "text": piece})
     raise EngineError(f"{engine.spec}: the stream ended without a completion")

@@ -98,6 +98,24 @@ def _samples(rng: random.Random, n: int) -> list:
     return samples
 
 
+#: what an error says first: the sample's own data, another failure of its run, an engine, or the answer checker
+ERROR_KINDS = ("input: ", "error: ", "captioner: ", "reasoner: ", "answer check: ")
+
+
+def assert_one_outcome(sample: object, result: dict) -> None:
+    """A result is either a failure that says what failed (no verdict) or a run that reached the score node."""
+    errors = result.get("errors") or []
+    if errors:
+        assert all(isinstance(e, str) and e.startswith(ERROR_KINDS) for e in errors), errors
+        assert result.get("correct") is None, result  # a failed run is no verdict
+        return
+    assert isinstance(result.get("reasoner_output"), str), result
+    if isinstance(sample, dict) and sample.get("answer") not in (None, ""):
+        assert isinstance(result["correct"], bool) and isinstance(result["verdict"], str), result
+    else:
+        assert result.get("correct") is None and "prediction" in result, result
+
+
 def test_solve_batch_survives_malformed_everything():
     timeout_s = 2.0
     for seed in range(3):
@@ -119,7 +137,7 @@ def test_solve_batch_survives_malformed_everything():
                 assert isinstance(result, dict)
                 if isinstance(sample, dict) and "id" in sample:
                     assert result.get("id") == sample["id"]  # in order, none lost
-                assert result.get("errors") or result.get("correct") in (True, False, None)
+                assert_one_outcome(sample, result)
                 if not isinstance(sample, dict):
                     assert "a sample is a dict" in result["errors"][0]
             # every hard check ends at its timeout; the checks run in parallel workers, so a batch takes a few of them

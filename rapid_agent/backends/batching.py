@@ -218,6 +218,8 @@ class MicroBatcher:
         for (_, future, _, _), result in zip(batch, results):
             if future.done():
                 continue
+            if not isinstance(result, Exception):
+                result = malformed(self.engine, result) or result
             if isinstance(result, Exception):
                 error = result if isinstance(result, EngineError) else EngineError(f"{self.engine.spec}: {result}")
                 future.set_exception(error)
@@ -226,6 +228,15 @@ class MicroBatcher:
         # requests that queued up while the engine was busy go out now, without waiting for another window
         for pending_gen in list(self._pending):
             self._dispatch(pending_gen)
+
+
+def malformed(engine: Engine, result: object) -> EngineError | None:
+    """The error for an engine result that is not a completion with text (a broken engine or adapter), else None:
+    an output the engine never produced must not be scored as a wrong answer."""
+    if isinstance(result, Completion) and isinstance(result.text, str):
+        return None
+    what = f"a completion whose text is {type(result.text).__name__}" if isinstance(result, Completion) else result
+    return EngineError(f"{engine.spec}: returned a malformed result ({what!r:.120})")
 
 
 #: wrappers applied around every engine call (tracing registers one); they wrap, they don't leak
