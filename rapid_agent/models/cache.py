@@ -4,25 +4,19 @@ when the copy on disk does not check out."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
+from filelock import FileLock
 
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on `path` (a sibling `.<name>.lock` file) for the duration of the block."""
+
+def locked(path: Path) -> FileLock:
+    """An exclusive lock on `path` (a sibling `.<name>.lock` file), held for the duration of a `with` block."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / f".{path.name}.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return FileLock(path.parent / f".{path.name}.lock")
 
 
 def ensure_built(path: Path, build: Callable[[Path], object], is_valid: Callable[[Path], bool]) -> bool:
