@@ -127,7 +127,11 @@ class RapidRLConfig(GRPOConfig):
     world_seed: int = field(default=0, metadata={"help": f"Seed of the {WORLD!r} data source."})
     max_pixels: int | None = field(
         default=None,
-        metadata={"help": "Pixel budget of the captioner's image processor (None keeps the processor's own)."},
+        metadata={
+            "help": "The one pixel budget of the run (None: the library's, 1280 x 28 x 28, what inference decodes "
+            "to): images are decoded to it and the policy's processor is capped at it (never raised), and rollout "
+            "images reach vLLM already on the grid it gives, so every path makes the same image tokens."
+        },
     )
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters on the language model only."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
@@ -171,8 +175,9 @@ class RapidRLConfig(GRPOConfig):
             import torch
 
             self.bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-        if self.activation_checkpointing is None:
-            # TRL's default arrives under transformers' deprecated name, which warns on every config
+        if getattr(self, "activation_checkpointing", False) is None:
+            # TRL's default arrives under transformers' deprecated name, which warns on every config (transformers
+            # 5.17, the lent GPU machine's, knows only `gradient_checkpointing`: then there is nothing to move)
             self.activation_checkpointing = self.gradient_checkpointing
         super().__post_init__()
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from rapid_agent.backends.pixels import DEFAULT_MAX_PIXELS, cap_pixel_budget
 from rapid_agent.rl.config import TINY_CAPTIONER, RapidRLConfig
 
 logger = logging.getLogger(__name__)
@@ -103,6 +104,11 @@ def master_dtype(config: RapidRLConfig) -> torch.dtype:
     return getattr(torch, config.model_dtype)
 
 
+def pixel_budget(config: RapidRLConfig) -> int:
+    """The pixel budget of a run: `max_pixels`, or the library's (what inference decodes images to)."""
+    return config.max_pixels or DEFAULT_MAX_PIXELS
+
+
 def adapter_base(path: str | Path) -> str | None:
     """The base model a LoRA adapter folder was trained on, or None when `path` is not an adapter folder."""
     config_file = Path(path) / "adapter_config.json"
@@ -132,11 +138,9 @@ def load_captioner(config: RapidRLConfig) -> tuple[Any, Any]:
         path if has_processor or base is None else weights, trust_remote_code=config.trust_remote_code
     )
     processor.tokenizer.padding_side = "left"
-    if config.max_pixels is not None:
-        image_processor = processor.image_processor
-        image_processor.max_pixels = config.max_pixels
-        if isinstance(getattr(image_processor, "size", None), dict) and "longest_edge" in image_processor.size:
-            image_processor.size = {**image_processor.size, "longest_edge": config.max_pixels}
+    # the one pixel budget (see rapid_agent.backends.pixels): the engines cap their processors at the same one, so
+    # a checkpoint saved with it is evaluated as it was trained
+    cap_pixel_budget(processor, pixel_budget(config))
     model = AutoModelForImageTextToText.from_pretrained(
         weights, dtype=master_dtype(config), trust_remote_code=config.trust_remote_code
     )

@@ -29,6 +29,7 @@ from rapid_agent.rl.judge import CaptionJudge, PolicyJudge, build_judge
 from rapid_agent.rl.metrics import CURVES_PNG, METRICS_CSV, CsvLogger, plot_curves
 from rapid_agent.rl.models import load_captioner, peft_config
 from rapid_agent.rl.rewards import REWARDS, RewardFunc
+from rapid_agent.rl.rollouts import guard_vllm_rollouts
 from rapid_agent.telemetry.training import OTelTrainerCallback
 
 logger = logging.getLogger(__name__)
@@ -141,6 +142,7 @@ def build_trainer(
         # the OTel callback is a no-op unless tracing is on (`--trace`, or the OTEL_* variables)
         callbacks=[CsvLogger(Path(config.output_dir) / METRICS_CSV), OTelTrainerCallback()],
     )
+    guard_vllm_rollouts(trainer)  # one placeholder per image in colocate mode, the trainer's grid in both modes
     if isinstance(judge_, PolicyJudge):
         judge_.bind(trainer)
     return trainer

@@ -68,6 +68,8 @@ def test_captioner_builds_llm_with_an_image_limit_and_the_given_memory_share(fak
         "seed": 3,
         "gpu_memory_utilization": 0.5,
         "limit_mm_per_prompt": {"image": 5},
+        # the library's one pixel budget (the checkpoint's own is not readable here: capped at neither)
+        "mm_processor_kwargs": {"max_pixels": 1280 * 28 * 28},
     }
 
 

@@ -28,6 +28,7 @@ from rapid_agent.backends.base import (
     GenerationConfig,
     Role,
 )
+from rapid_agent.backends.pixels import DEFAULT_MAX_PIXELS, cap_pixel_budget
 
 
 class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
@@ -128,6 +129,7 @@ class HFEngine(Engine):
         trust_remote_code: bool = False,
         device_map: str | dict | None = None,
         attn_implementation: str | None = None,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ) -> None:
         if role not in ("captioner", "reasoner"):
             raise ValueError(f"role must be 'captioner' or 'reasoner', got {role!r}")
@@ -147,6 +149,9 @@ class HFEngine(Engine):
             from transformers import AutoModelForImageTextToText
 
             processor = load_processor(source, trust_remote_code=trust_remote_code)
+            # the one pixel budget (rapid_agent.backends.pixels): a base checkpoint and one trained from it at this
+            # budget see the same image tokens; None keeps the checkpoint's own
+            cap_pixel_budget(processor, max_pixels)
             net = AutoModelForImageTextToText.from_pretrained(source, **load)
         else:
             from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -21,6 +21,7 @@ from rapid_agent.backends.base import (
     Role,
 )
 from rapid_agent.backends.images import ImageFormat, openai_messages
+from rapid_agent.backends.pixels import DEFAULT_MAX_PIXELS, checkpoint_max_pixels
 
 _INSTALL_HINT = (
     "vLLM is not installed: pip install 'rapid-agent[vllm]' (GPU machines only); on a CPU machine use an 'hf:' "
@@ -48,6 +49,7 @@ class VLLMEngine(Engine):
         seed: int = 0,
         image_format: ImageFormat = "PNG",
         max_images_per_prompt: int = 8,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
         **engine_kwargs: Any,
     ) -> None:
         if max_images_per_prompt < 1:
@@ -65,6 +67,13 @@ class VLLMEngine(Engine):
         if role == "captioner":
             # vLLM sizes its multimodal profiling run by the most images a prompt may hold (MMMU has up to 7).
             kwargs.setdefault("limit_mm_per_prompt", {"image": max_images_per_prompt})
+            # the one pixel budget, capped at the checkpoint's own as the hf engine caps it (rapid_agent.backends.
+            # pixels); vLLM 0.34 lets mm_processor_kwargs' max_pixels override the processor's size.longest_edge
+            # (vllm/model_executor/models/qwen2_vl.py `_get_vision_size`, ~955-977)
+            own = checkpoint_max_pixels(model)
+            budget = max_pixels if own is None or max_pixels is None else min(own, max_pixels)
+            if budget is not None:
+                kwargs["mm_processor_kwargs"] = {"max_pixels": budget, **kwargs.get("mm_processor_kwargs", {})}
         self.llm = vllm.LLM(**kwargs)
         self._sampling_params = vllm.SamplingParams
 
