@@ -1,5 +1,6 @@
 """Tests for rapid_agent.eval.adapters: each benchmark's real schema (local copies written by tests/eval_fixtures.py)
-maps to samples field by field; bad rows become skipped samples with their reason."""
+maps to samples field by field; bad rows become skipped samples with their reason; each cell is the mean of the items
+its interval resamples."""
 
 from __future__ import annotations
 
@@ -152,3 +153,28 @@ def test_benchmark_and_option_syntax() -> None:
     with pytest.raises(ValueError, match="unknown option 'versoins'"):
         build_adapter("mathverse", {"mathverse": {"versoins": "x"}})
     assert all(ADAPTERS[name].hub_id for name in ADAPTERS if name != "generic")
+
+
+def _record(sample_id: str, correct: bool, **fields) -> dict:
+    return {"sample_id": sample_id, "correct": correct, "fields": fields}
+
+
+@pytest.mark.parametrize("name", sorted(ADAPTERS))
+def test_each_cell_is_the_mean_of_its_items(name: str) -> None:
+    """The items an interval resamples and two rows are paired on average to the table cell, for every adapter."""
+    records = [
+        # We-Math: problem 1 mastered (1), 2 right on its parts only (0.5), 3 lost (0); problem 4 incomplete
+        *[_record(f"1/{k}", True, problem="1", key=k) for k in ("2steps_1", "2steps_2", "2steps_multi")],
+        *[_record(f"2/{k}", k != "2steps_multi", problem="2", key=k) for k in ("2steps_1", "2steps_2", "2steps_multi")],
+        *[_record(f"3/{k}", k == "3steps_2", problem="3", key=k) for k in ("3steps_1", "3steps_2", "3steps_3", "3steps_multi")],
+        _record("4/2steps_1", True, problem="4", key="2steps_1"),
+    ]  # fmt: skip
+    for i, record in enumerate(records):  # DynaMath: seeds of three variants each, seed 0 right throughout
+        record["fields"]["seed"] = str(i // 3)
+    adapter = ADAPTERS[name](None)
+    items = adapter.items(records)
+    assert sum(items.values()) / len(items) == pytest.approx(adapter.aggregate(records)["score"])
+    expected = {"wemath": (3, "problems", False), "dynamath": (4, "seeds", True)}.get(name, (11, "samples", True))
+    assert (len(items), adapter.unit, adapter.binary_items) == expected
+    if name == "wemath":
+        assert items == {"1/2steps": 1.0, "2/2steps": 0.5, "3/3steps": 0.0}

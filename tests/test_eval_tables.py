@@ -1,11 +1,12 @@
 """Tests for rapid_agent.eval.summary, tables and store: the table is a count over the records (one per key, the
-latest), laid out like the paper's; errors are counted apart from the metric and shown beside it; runs compare side
-by side; the store survives a half-written line."""
+latest), laid out like the paper's, each score with its 95% interval and n in every format; errors are counted apart
+from the metric and shown beside it; runs compare side by side; the store survives a half-written line."""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -63,24 +64,51 @@ def test_markdown_and_csv_look_like_the_paper(tmp_path: Path) -> None:
     text = to_markdown(summary)
     header = text.splitlines()[0]
     assert header == "| Captioner | Reasoner | Mode | MathVista | MMMU | AVG |"
-    assert "| cap | r1 | qcap+sol | 75.0 | 50.0 (1 err) | 62.5 (1 err) |" in text  # a partial score says so
-    assert "| cap | r2 | qcap+sol | 100.0 |  | 100.0 |" in text
+    # each score with its Wilson interval (3/4: [30.1, 95.4], 1/2: [9.5, 90.5]); a partial score says so
+    assert "| cap | r1 | qcap+sol | 75.0 [30.1, 95.4] | 50.0 [9.5, 90.5] (1 err) | 62.5 " in text
+    assert "| cap | r2 | qcap+sol | 100.0 [51.0, 100.0] |  | 100.0 " in text
+    assert "[low, high]: 95% intervals: Wilson" in text and "AVG: a bootstrap over items within each benchmark" in text
     assert "(N err): 1 sample(s) whose run failed" in text and "--retry-errors" in text
     assert "| 4 / 0 / 1 | 2 / 1 / 0 |" in text  # scored / errored / skipped
     paths = write_all(summary, tmp_path)
     rows = list(csv.DictReader(paths["csv"].open()))
     assert rows[0]["mathvista"] == "0.7500" and rows[0]["mathvista_skipped"] == "1" and rows[1]["mmmu"] == ""
     assert rows[0]["mmmu"] == "0.5000" and rows[0]["mmmu_errored"] == "1" and rows[0]["mathvista_errored"] == "0"
+    assert (rows[0]["mathvista_low"], rows[0]["mathvista_high"], rows[0]["mathvista_n"]) == ("0.3006", "0.9544", "4")
+    assert rows[0]["avg_low"] and float(rows[0]["avg_low"]) < 0.625 < float(rows[0]["avg_high"])
     data = json.loads(paths["json"].read_text())
     assert data["rows"][0]["benchmarks"]["mmmu"]["errored"] == 1 and data["rows"][1]["benchmarks"].keys() == {
         "mathvista"
     }
+    mathvista = data["rows"][0]["benchmarks"]["mathvista"]
+    assert mathvista["interval"] == {"low": pytest.approx(0.3006, abs=1e-4), "high": pytest.approx(0.9544, abs=1e-4),
+                                     "method": "wilson"}  # fmt: skip
+    assert (mathvista["n"], mathvista["unit"], mathvista["skipped"]) == (4, "samples", 1)
+    assert data["rows"][0]["avg_interval"]["method"] == "bootstrap" and "Wilson" in data["intervals"]
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_score_that_is_not_an_accuracy_has_a_bootstrap_interval_over_its_items() -> None:
+    # We-Math: problem 1 mastered (1), problem 2 right on its parts but not whole (0.5), problem 3 wrong (0)
+    def problem(pid: str, subs: list[bool], whole: bool) -> list[dict]:
+        keys = [f"2steps_{i + 1}" for i in range(len(subs))] + ["2steps_multi"]
+        return [
+            rec("wemath", f"{pid}/{k}", c, fields={"problem": pid, "key": k}) for k, c in zip(keys, [*subs, whole])
+        ]
+
+    records = problem("1", [True, True], True) + problem("2", [True, True], False) + problem("3", [False, True], False)
+    cell = summarize(records).rows[0].cells["wemath"]
+    assert cell.score == pytest.approx(0.5) and (cell.n, cell.unit, cell.scored) == (3, "problems", 9)
+    assert cell.interval.method == "bootstrap" and 0 <= cell.interval.low < 0.5 < cell.interval.high <= 1
+    assert summarize(records).rows[0].cells["wemath"].interval == cell.interval  # seeded: the same every time
+    assert "(n=3 problems)" in to_markdown(summarize(records))
+
+
 def test_a_table_without_errors_shows_no_error_marks() -> None:
-    text = to_markdown(summarize([r for r in records() if r["status"] != "error"]))
-    assert " err)" not in text and "(N err)" not in text and "| cap | r1 | qcap+sol | 75.0 | 50.0 | 62.5 |" in text
+    summary = summarize([r for r in records() if r["status"] != "error"])
+    text = to_markdown(summary)
+    assert " err)" not in text and "(N err)" not in text
+    assert "| cap | r1 | qcap+sol | 75.0 | 50.0 | 62.5 |" in to_markdown(summary, intervals=False)
 
 
 def test_a_cell_with_only_errors_has_no_score_but_says_why() -> None:
@@ -88,6 +116,7 @@ def test_a_cell_with_only_errors_has_no_score_but_says_why() -> None:
     cell = summary.rows[0].cells["mmmu"]
     assert (cell.scored, cell.errored) == (0, 1) and cell.score != cell.score  # NaN: no verdict at all
     assert "| cap | r1 | qcap+sol | (1 err) | (1 err) |" in to_markdown(summary)
+    assert math.isnan(cell.interval.low) and cell.interval.to_dict()["low"] is None
 
 
 def test_the_chart_marks_bars_with_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -100,8 +129,15 @@ def test_the_chart_marks_bars_with_errors(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(
         matplotlib.axes.Axes, "text", lambda ax, x, y, s, *a, **k: texts.append(s) or original(ax, x, y, s, *a, **k)
     )
+    bars: list[dict] = []
+    original_bar = matplotlib.axes.Axes.bar
+    monkeypatch.setattr(matplotlib.axes.Axes, "bar", lambda ax, *a, **k: bars.append(k) or original_bar(ax, *a, **k))
     write_chart(summarize(records()), tmp_path / "chart.png")
     assert texts == ["1 err", "1 err"]  # r1's MMMU bar and its AVG bar
+    below, above = bars[0]["yerr"]  # r1: MathVista 75.0 [30.1, 95.4], MMMU 50.0 [9.5, 90.5], AVG
+    assert below[:2] == pytest.approx([75.0 - 30.06, 50.0 - 9.45], abs=0.01)
+    assert above[:2] == pytest.approx([95.44 - 75.0, 90.55 - 50.0], abs=0.01)
+    assert bars[1]["yerr"][0][1] == 0  # r2 has no MMMU cell: no bar to draw
 
 
 def test_settings_show_only_when_ambiguous() -> None:

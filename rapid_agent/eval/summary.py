@@ -5,6 +5,10 @@ A cell counts one record per sample: scored ones (a verdict) enter the benchmark
 and errored ones (a run that failed: an engine, a setting, an answer check that could not run) are counted beside
 it and leave its denominator, since an error is no verdict on the sample. A cell with errors is therefore partial
 until they are run again (`--retry-errors`); the tables say so next to its score.
+
+Every cell carries its 95% interval and the n it is over (the scored samples, or the adapter's items: We-Math's
+composite problems, DynaMath's seed questions); AVG carries a bootstrap over items within each benchmark, averaged
+(`stats` says how each is computed).
 """
 
 from __future__ import annotations
@@ -14,9 +18,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from rapid_agent.eval.adapters import ADAPTERS, PAPER_BENCHMARKS, Adapter
+from rapid_agent.eval.stats import LEVEL, Interval, bootstrap, bootstrap_average, wilson
 
 #: what the table reads of a record (pass to `read_results(out, keep=SUMMARY_FIELDS)` to leave the outputs on disk)
 SUMMARY_FIELDS = ("adapter", "status", "correct", "fields", "skip_reason")
+#: what the intervals are, said under every table and in the JSON
+INTERVALS = (
+    f"{100 * LEVEL:.0f}% intervals: Wilson over the items right (samples; DynaMath: seed questions); We-Math: a seeded "
+    "bootstrap over composite problems; AVG: a bootstrap over items within each benchmark, averaged"
+)
 
 
 @dataclass
@@ -29,8 +39,13 @@ class Cell:
     errored: int = 0  # runs that failed: no verdict, outside the metric until retried
     skipped: int = 0  # bad data: outside the metric for good
     score: float = float("nan")
+    interval: Interval = field(default_factory=Interval)
+    n: int = 0  # the items the score is a mean over: scored samples, or the adapter's (problems, seeds)
+    unit: str = "samples"
+    binary: bool = True  # items are right / wrong: a Wilson interval (Agresti-Min paired); else a bootstrap
     metrics: dict[str, float] = field(default_factory=dict)
     skip_reasons: dict[str, int] = field(default_factory=dict)
+    items: dict[str, float] = field(default_factory=dict, repr=False)  # item id -> value: resampled and paired on
 
 
 @dataclass
@@ -41,6 +56,7 @@ class Row:
     settings: str
     cells: dict[str, Cell] = field(default_factory=dict)
     label_settings: bool = False  # shown only when two settings share captioner, reasoner and mode
+    avg_interval: Interval = field(default_factory=Interval)
 
     @property
     def avg(self) -> float:
@@ -67,6 +83,7 @@ class Summary:
     def to_dict(self) -> dict:
         return {
             "columns": [{"benchmark": b, "title": t, "metric": self.metrics.get(b, "")} for b, t in self.columns],
+            "intervals": INTERVALS,
             "rows": [
                 {
                     "captioner": row.captioner,
@@ -74,10 +91,14 @@ class Summary:
                     "mode": row.mode,
                     "settings": row.settings,
                     "avg": _finite(row.avg),
+                    "avg_interval": row.avg_interval.to_dict(),
                     "errored": row.errored,
                     "benchmarks": {
                         label: {
                             "score": _finite(cell.score),
+                            "interval": cell.interval.to_dict(),
+                            "n": cell.n,
+                            "unit": cell.unit,
                             "scored": cell.scored,
                             "correct": cell.correct,
                             "errored": cell.errored,
@@ -125,6 +146,7 @@ def summarize(records: Iterable[dict], order: Sequence[str] = ()) -> Summary:
         for label in columns:
             if label in by_benchmark:
                 row.cells[label] = _cell(label, labels[label], by_benchmark[label])
+        row.avg_interval = average_interval(row.cells.values())
         rows.append(row)
     triples = [(r.captioner, r.reasoner, r.mode) for r in rows]
     for row in rows:
@@ -144,7 +166,20 @@ def _cell(label: str, adapter_name: str, records: list[dict]) -> Cell:
     cell.scored = len(scored)
     cell.correct = sum(bool(r.get("correct")) for r in scored)
     cell.errored = sum(r.get("status") == "error" for r in records)
+    adapter = adapter_for(adapter_name, label)
+    cell.unit, cell.binary = adapter.unit, adapter.binary_items
     if scored:
-        cell.metrics = adapter_for(adapter_name, label).aggregate(scored)
+        cell.metrics = adapter.aggregate(scored)
         cell.score = cell.metrics.get("score", float("nan"))
+        cell.items = adapter.items(scored)
+        cell.n = len(cell.items)
+        if adapter.binary_items:
+            cell.interval = wilson(round(sum(cell.items.values())), cell.n)
+        else:
+            cell.interval = bootstrap(list(cell.items.values()))
     return cell
+
+
+def average_interval(cells: Iterable[Cell]) -> Interval:
+    """AVG's interval: a bootstrap over items within each benchmark, the benchmarks' resampled scores averaged."""
+    return bootstrap_average([list(c.items.values()) for c in cells if c.items and not math.isnan(c.score)])

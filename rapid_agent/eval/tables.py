@@ -3,7 +3,8 @@ several runs side by side.
 
     | Captioner | Reasoner | Mode | MathVista | MathVerse | ... | AVG |
 
-Scores are percentages with one decimal; a cell a row has no records for is empty, and AVG is over the cells present.
+Scores are percentages with one decimal, each with its 95% interval, `75.0 [68.2, 80.9]` (error bars in the chart;
+`stats` says how each is computed); a cell a row has no records for is empty, and AVG is over the cells present.
 Samples whose run failed (status `error`) are no verdict and stay out of a score; a cell (and AVG) that has any
 says how many beside its score, `53.2 (3 err)` (a mark over the bar in the chart, a count in the CSV and JSON), so
 a partial number is never read as final; `--retry-errors` runs them again.
@@ -17,42 +18,64 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from rapid_agent.eval.summary import Cell, Row, Summary
+from rapid_agent.eval.stats import Interval
+from rapid_agent.eval.summary import INTERVALS, Cell, Row, Summary
 
 HEADER = ["Captioner", "Reasoner", "Mode"]
-#: the per-cell counts the CSV carries
-COUNTS = ("scored", "errored", "skipped")
+#: the per-cell numbers the CSV carries beside each score
+COUNTS = ("low", "high", "n", "scored", "errored", "skipped")
 
 
 def _pct(value: float | None, digits: int = 1) -> str:
     return "" if value is None or math.isnan(value) else f"{100 * value:.{digits}f}"
 
 
-def _scored_cell(score: float, errored: int) -> str:
-    """A score as the table shows it: with how many failed runs it leaves out, when any."""
+def _scored_cell(score: float, errored: int, interval: Interval | None = None) -> str:
+    """A score as the table shows it: with its interval, and how many failed runs it leaves out, when any."""
     text = _pct(score)
+    if text and interval is not None and not math.isnan(interval.low):
+        text += f" [{_pct(interval.low)}, {_pct(interval.high)}]"
     return f"{text} ({errored} err)".strip() if errored else text
 
 
-def _label_cells(row: Row) -> list[str]:
-    mode = f"{row.mode} [{row.settings}]" if row.label_settings else row.mode
-    return [row.captioner, row.reasoner, mode]
+def _label_cells(row: Row, header: Sequence[str] = HEADER) -> list[str]:
+    """The row's labels under `header` (some of HEADER); its settings beside the last when they tell it apart."""
+    cells = [getattr(row, h.lower()) for h in header]
+    if row.label_settings:
+        cells[-1] = f"{cells[-1]} [{row.settings}]"
+    return cells
 
 
-def to_markdown(summary: Summary, *, run_names: Sequence[str] | None = None, counts: bool = True) -> str:
-    """The paper-style table (a cell with failed runs marked `(N err)`, with a note under the table); `counts`
-    adds a second table of scored / errored / skipped samples per cell."""
-    lead = (["Run"] if run_names else []) + HEADER
+def to_markdown(
+    summary: Summary,
+    *,
+    run_names: Sequence[str] | None = None,
+    counts: bool = True,
+    intervals: bool = True,
+    numbered: bool = False,
+    header: Sequence[str] = HEADER,
+) -> str:
+    """The paper-style table, each score with its interval (`intervals`) and a cell with failed runs marked
+    `(N err)`, with notes under the table; `counts` adds a second table of scored / errored / skipped samples per
+    cell; `numbered` leads each row with its number (what `--rows` selects); `header` names the label columns shown
+    (some of Captioner, Reasoner, Mode)."""
+
+    def lead_cells(i: int, row: Row) -> list[str]:
+        return ([str(i + 1)] if numbered else []) + ([run_names[i]] if run_names else []) + _label_cells(row, header)
+
+    lead = (["#"] if numbered else []) + (["Run"] if run_names else []) + list(header)
     titles = [title for _, title in summary.columns]
     lines = [
         _md_row(lead + titles + ["AVG"]),
         "|" + "|".join(["---"] * len(lead) + ["---:"] * (len(titles) + 1)) + "|",
     ]
     for i, row in enumerate(summary.rows):
-        scores = [_cell_text(row.cells.get(b)) for b, _ in summary.columns]
-        avg = _scored_cell(row.avg, row.errored)
-        lines.append(_md_row(([run_names[i]] if run_names else []) + _label_cells(row) + scores + [avg]))
+        scores = [_cell_text(row.cells.get(b), intervals) for b, _ in summary.columns]
+        avg = _scored_cell(row.avg, row.errored, row.avg_interval if intervals else None)
+        lines.append(_md_row(lead_cells(i, row) + scores + [avg]))
     text = "\n".join(lines) + "\n"
+    if intervals and summary.rows:
+        text += f"\n[low, high]: {INTERVALS}.\n"
     errored = sum(row.errored for row in summary.rows)
     if errored:
         text += (
@@ -72,14 +95,20 @@ def to_markdown(summary: Summary, *, run_names: Sequence[str] | None = None, cou
             cells = []
             for b, _ in summary.columns:
                 cell = row.cells.get(b)
-                cells.append(f"{cell.scored} / {cell.errored} / {cell.skipped}" if cell else "")
-            lines.append(_md_row(([run_names[i]] if run_names else []) + _label_cells(row) + cells))
+                cells.append(_counts_text(cell) if cell else "")
+            lines.append(_md_row(lead_cells(i, row) + cells))
         text += "\n".join(lines) + "\n"
     return text
 
 
-def _cell_text(cell: Cell | None) -> str:
-    return "" if cell is None else _scored_cell(cell.score, cell.errored)
+def _cell_text(cell: Cell | None, intervals: bool = True) -> str:
+    return "" if cell is None else _scored_cell(cell.score, cell.errored, cell.interval if intervals else None)
+
+
+def _counts_text(cell: Cell) -> str:
+    """scored / errored / skipped, and the n the score is over when its items are not the scored samples."""
+    text = f"{cell.scored} / {cell.errored} / {cell.skipped}"
+    return f"{text} (n={cell.n} {cell.unit})" if cell.unit != "samples" else text
 
 
 def _md_row(cells: Sequence[str]) -> str:
@@ -91,8 +120,8 @@ def write_markdown(summary: Summary, path: str | Path) -> Path:
 
 
 def write_csv(summary: Summary, path: str | Path) -> Path:
-    """One line per row: labels, each benchmark's score (a fraction), AVG, then scored / errored / skipped counts per
-    benchmark (a score with errored samples is partial)."""
+    """One line per row: labels, each benchmark's score (a fraction), AVG and its interval, then per benchmark its
+    interval, n, and scored / errored / skipped counts (a score with errored samples is partial)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     labels = [b for b, _ in summary.columns]
@@ -102,14 +131,21 @@ def write_csv(summary: Summary, path: str | Path) -> Path:
             [h.lower() for h in HEADER]
             + ["settings"]
             + labels
-            + ["avg"]
+            + ["avg", "avg_low", "avg_high"]
             + [f"{b}_{k}" for b in labels for k in COUNTS]
         )
         for row in summary.rows:
             scores = [_frac(row.cells[b].score) if b in row.cells else "" for b in labels]
-            counts = [str(getattr(row.cells[b], k)) if b in row.cells else "" for b in labels for k in COUNTS]
-            writer.writerow([row.captioner, row.reasoner, row.mode, row.settings] + scores + [_frac(row.avg)] + counts)
+            avg = [_frac(row.avg), _frac(row.avg_interval.low), _frac(row.avg_interval.high)]
+            counts = [_csv_count(row.cells[b], k) if b in row.cells else "" for b in labels for k in COUNTS]
+            writer.writerow([row.captioner, row.reasoner, row.mode, row.settings] + scores + avg + counts)
     return path
+
+
+def _csv_count(cell: Cell, name: str) -> str:
+    if name in ("low", "high"):
+        return _frac(getattr(cell.interval, name))
+    return str(getattr(cell, name))
 
 
 def _frac(value: float) -> str:
@@ -121,8 +157,8 @@ def write_json(summary: Summary, path: str | Path) -> Path:
 
 
 def write_chart(summary: Summary, path: str | Path, *, title: str = "Accuracy per benchmark") -> Path:
-    """A grouped bar chart: one group per benchmark (and AVG), one bar per table row; a bar whose score leaves out
-    failed runs is hatched and marked `N err`."""
+    """A grouped bar chart: one group per benchmark (and AVG), one bar per table row with its 95% interval as an error
+    bar; a bar whose score leaves out failed runs is hatched and marked `N err`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,19 +170,23 @@ def write_chart(summary: Summary, path: str | Path, *, title: str = "Accuracy pe
     width = 0.8 / max(1, len(summary.rows))
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(groups) + 2), 4.5))
     for i, row in enumerate(summary.rows):
-        values = [100 * row.cells[b].score if b in row.cells else math.nan for b, _ in summary.columns] + [
-            100 * row.avg
-        ]
+        cells = [row.cells.get(b) for b, _ in summary.columns]
+        values = [100 * c.score if c else math.nan for c in cells] + [100 * row.avg]
+        intervals = [c.interval if c else Interval() for c in cells] + [row.avg_interval]
         xs = [g + (i - (len(summary.rows) - 1) / 2) * width for g in range(len(groups))]
         heights = [0 if math.isnan(v) else v for v in values]
-        bars = ax.bar(xs, heights, width, label=row.name)
-        errored = [row.cells[b].errored if b in row.cells else 0 for b, _ in summary.columns] + [row.errored]
-        for bar, x, height, count in zip(bars, xs, heights, errored, strict=True):
+        # an error bar spans the interval; none where there is no score or no interval
+        below = [0 if math.isnan(v) or math.isnan(c.low) else v - 100 * c.low for v, c in zip(values, intervals)]
+        above = [0 if math.isnan(v) or math.isnan(c.high) else 100 * c.high - v for v, c in zip(values, intervals)]
+        bars = ax.bar(xs, heights, width, label=row.name, yerr=[below, above], capsize=2, error_kw={"elinewidth": 0.8})
+        errored = [c.errored if c else 0 for c in cells] + [row.errored]
+        for bar, x, height, top, count in zip(bars, xs, heights, above, errored, strict=True):
             if count:
                 bar.set_hatch("//")
-                ax.text(x, height + 1, f"{count} err", ha="center", va="bottom", fontsize=6, rotation=90, color="red")
+                y = height + top + 1
+                ax.text(x, y, f"{count} err", ha="center", va="bottom", fontsize=6, rotation=90, color="red")
     ax.set_xticks(range(len(groups)), groups, rotation=20)
-    ax.set_ylabel("score %")
+    ax.set_ylabel("score % (bars: 95% interval)")
     ax.set_ylim(0, 100)
     ax.set_title(title)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))

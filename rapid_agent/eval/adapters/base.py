@@ -1,8 +1,9 @@
 """The one shape every benchmark is mapped to, and the small interface an adapter implements.
 
 An adapter reads its benchmark's published schema (`to_sample`: one row -> one `EvalSample`), says how its metric
-scores one record (`score`) and how records add up to its table cell (`aggregate`). The runner knows no benchmark by
-name; it only calls these three. A row that cannot be used (no image, a gold answer that cannot be read) becomes a
+scores one record (`score`), how records add up to its table cell (`aggregate`) and which independent items that cell
+is the mean of (`items`: what its interval resamples and what two rows are paired on). The runner knows no benchmark
+by name; it only calls these. A row that cannot be used (no image, a gold answer that cannot be read) becomes a
 skipped sample with its reason, never an exception out of `load`.
 """
 
@@ -95,6 +96,11 @@ class Adapter(ABC):
     default_split: ClassVar[str] = "test"
     #: what the table cell means, shown in the JSON summary
     metric: ClassVar[str] = "accuracy"
+    #: True when each of `items` is right or wrong (1.0 / 0.0), so the cell is a proportion of items: a Wilson
+    #: interval, and an Agresti-Min interval for a paired difference; False: a bootstrap over the items for both
+    binary_items: ClassVar[bool] = True
+    #: what one of `items` is, in the tables' counts
+    unit: ClassVar[str] = "samples"
     options_type: ClassVar[type] = Options
 
     def __init__(self, source: str | None = None, *, label: str | None = None, **options: Any) -> None:
@@ -142,6 +148,12 @@ class Adapter(ABC):
         """Metrics over one table row's scored records; `score` is the table cell."""
         acc = accuracy(records)
         return {"score": acc, "accuracy": acc}
+
+    def items(self, records: Sequence[dict]) -> dict[str, float]:
+        """The cell as a mean over independent items: item id -> value, whose mean is `aggregate(records)["score"]`.
+        Its interval resamples these, and two rows are paired on the ids they share. Default: each scored sample,
+        1.0 right and 0.0 wrong, by sample id."""
+        return {str(r.get("sample_id")): float(bool(r.get("correct"))) for r in records}
 
 
 def unique_ids(samples: list[EvalSample]) -> list[EvalSample]:

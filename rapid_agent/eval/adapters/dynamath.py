@@ -9,6 +9,7 @@ Metric, after DynaMath's evaluation (VLMEvalKit `dataset/dynamath.py`): a float 
 gold, a multiple-choice answer by its letter, a free-form answer when it is contained in the gold (we also accept
 math-verify's equality). Average-case accuracy is over every question; worst-case accuracy counts a seed question
 right only when all its variants are right. The table cell is the worst case; the average sits beside it in the JSON.
+Its items are the seed questions (right or wrong), so its interval is Wilson's over seeds and rows pair on seeds.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class DynaMath(Adapter):
     default_split = "sample_variant1"
     options_type = DynaMathOptions
     metric = "worst-case accuracy over the variants of each seed question (average in the JSON)"
+    unit = "seeds"
 
     def read_rows(self) -> list[dict]:
         from rapid_agent.eval.sources import load_rows
@@ -115,8 +117,13 @@ class DynaMath(Adapter):
         return Score(True, predicted, "contained in the gold") if contained else verdict
 
     def aggregate(self, records: Sequence[dict]) -> dict[str, float]:
+        seeds = self.items(records)
+        worst = sum(seeds.values()) / len(seeds) if seeds else float("nan")
+        return {"score": worst, "worst_case": worst, "average": accuracy(records), "seeds": float(len(seeds))}
+
+    def items(self, records: Sequence[dict]) -> dict[str, float]:
+        """One item per seed question: 1.0 when every variant of it scored is right (the worst case is their mean)."""
         by_seed: dict[str, list[bool]] = defaultdict(list)
         for record in records:
             by_seed[str((record.get("fields") or {}).get("seed"))].append(bool(record.get("correct")))
-        worst = sum(all(v) for v in by_seed.values()) / len(by_seed) if by_seed else float("nan")
-        return {"score": worst, "worst_case": worst, "average": accuracy(records), "seeds": float(len(by_seed))}
+        return {seed: float(all(verdicts)) for seed, verdicts in by_seed.items()}

@@ -15,6 +15,8 @@ the whole wrong), Complete Mastery and Rote Memorization (the whole right with e
     score = (N - 0.5 IG - RM - IK) / N       (strict; loose with the loose RM)
 
 The table cell is the strict score; loose, the four dimensions and one-/two-/three-step accuracies are in the JSON.
+Its items (`items`) are the composite problems, worth 1 (CM), 0.5 (IG) or 0 (RM, IK): its interval is a bootstrap over
+them, and two rows are paired on them.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class WeMath(Adapter):
     hub_id = "We-Math/We-Math"
     default_split = "testmini"
     metric = "We-Math score (strict): (N - 0.5 IG - RM - IK) / N over composite problems"
+    binary_items = False
+    unit = "problems"
 
     def row_id(self, row: dict, index: int) -> str:
         if row.get("ID") is not None and row.get("key"):
@@ -77,46 +81,60 @@ class WeMath(Adapter):
         )
 
     def aggregate(self, records: Sequence[dict]) -> dict[str, float]:
-        # the official scripts pair 2-step and 3-step parts separately, by ID within each
-        parts: dict[tuple, dict[str, bool]] = defaultdict(dict)
-        for record in records:
-            fields = record.get("fields") or {}
-            key = str(fields.get("key", ""))
-            parts[(fields.get("problem"), key[:1])][key] = bool(record.get("correct"))
         counts = {"IK": 0, "IG": 0, "CM_strict": 0, "CM_loose": 0, "RM_strict": 0, "RM_loose": 0}
-        whole = {2: [], 3: []}
+        whole: dict[int, list[bool]] = {2: [], 3: []}
         steps: list[bool] = []
-        problems = 0
-        for (_, steps_digit), keys in parts.items():
-            n = 3 if steps_digit == "3" else 2
-            needed = [f"{n}steps_{i}" for i in range(1, n + 1)]
-            if f"{n}steps_multi" not in keys or any(k not in keys for k in needed):
-                continue  # an incomplete problem (a part skipped, or cut by --limit) cannot be placed
-            problems += 1
-            subs = [keys[k] for k in needed]
-            multi = keys[f"{n}steps_multi"]
-            whole[n].append(multi)
+        problems = complete_problems(records)
+        for subs, multi in problems.values():
+            whole[len(subs)].append(multi)
             steps.extend(subs)
             if multi:
                 counts["CM_strict" if all(subs) else "RM_strict"] += 1
                 counts["RM_loose" if not any(subs) else "CM_loose"] += 1
             else:
                 counts["IG" if all(subs) else "IK"] += 1
-        out = {"accuracy": accuracy(records), "problems": float(problems)}
+        out = {"accuracy": accuracy(records), "problems": float(len(problems))}
         if problems:
-            out["score"] = (problems - 0.5 * counts["IG"] - counts["RM_strict"] - counts["IK"]) / problems
-            out["score_loose"] = (problems - 0.5 * counts["IG"] - counts["RM_loose"] - counts["IK"]) / problems
+            n = len(problems)
+            out["score"] = (n - 0.5 * counts["IG"] - counts["RM_strict"] - counts["IK"]) / n
+            out["score_loose"] = (n - 0.5 * counts["IG"] - counts["RM_loose"] - counts["IK"]) / n
             for name, value in counts.items():
                 out[name] = float(value)
             for name in ("IK", "IG", "CM_strict", "CM_loose"):
-                out[f"{name}_rate"] = counts[name] / problems
+                out[f"{name}_rate"] = counts[name] / n
             for mode in ("strict", "loose"):
                 mastered = counts[f"CM_{mode}"] + counts[f"RM_{mode}"]
                 out[f"RM_{mode}_rate"] = counts[f"RM_{mode}"] / mastered if mastered else float("nan")
             out["accuracy_one_step"] = accuracy([{"correct": c} for c in steps])
-            for n in (2, 3):
-                if whole[n]:
-                    out[f"accuracy_{n}_step"] = sum(whole[n]) / len(whole[n])
+            for steps_count in (2, 3):
+                if whole[steps_count]:
+                    out[f"accuracy_{steps_count}_step"] = sum(whole[steps_count]) / len(whole[steps_count])
         else:
             out["score"] = float("nan")
         return out
+
+    def items(self, records: Sequence[dict]) -> dict[str, float]:
+        """One item per composite problem: the strict score is their mean, with Complete Mastery 1, Inadequate
+        Generalization 0.5, Rote Memorization and Insufficient Knowledge 0 ((N - 0.5 IG - RM - IK) / N)."""
+        return {
+            f"{problem}/{len(subs)}steps": 1.0 if multi and all(subs) else 0.5 if all(subs) else 0.0
+            for (problem, _), (subs, multi) in complete_problems(records).items()
+        }
+
+
+def complete_problems(records: Sequence[dict]) -> dict[tuple, tuple[list[bool], bool]]:
+    """(problem ID, steps digit) -> (its sub-problems' verdicts in order, the whole's verdict), for every composite
+    problem with all its parts among `records`; an incomplete one (a part skipped, errored or cut by --limit) cannot
+    be placed. The official scripts pair 2-step and 3-step parts separately, by ID within each."""
+    parts: dict[tuple, dict[str, bool]] = defaultdict(dict)
+    for record in records:
+        fields = record.get("fields") or {}
+        key = str(fields.get("key", ""))
+        parts[(fields.get("problem"), key[:1])][key] = bool(record.get("correct"))
+    out = {}
+    for (problem, steps_digit), keys in parts.items():
+        n = 3 if steps_digit == "3" else 2
+        needed = [f"{n}steps_{i}" for i in range(1, n + 1)]
+        if f"{n}steps_multi" in keys and all(k in keys for k in needed):
+            out[(problem, steps_digit)] = ([keys[k] for k in needed], keys[f"{n}steps_multi"])
+    return out
