@@ -17,6 +17,7 @@ from trl import GRPOConfig
 from rapid_agent.backends import parse_spec
 from rapid_agent.config import DEFAULT_REASONER
 from rapid_agent.perception import DEFAULT_MODE, MODES, has_caption, has_solution
+from rapid_agent.rl.zero3 import check_frozen_placement
 
 #: the built-in captioner that builds itself offline (see `rapid_agent.rl.models`)
 TINY_CAPTIONER = "tiny-qwen2.5-vl"
@@ -354,6 +355,13 @@ class VPOConfig(RapidRLConfig):
         _check(self.judge_scope in JUDGE_SCOPES, "judge_scope", self.judge_scope, f"be one of {JUDGE_SCOPES}")
         _check(self.judge_max_new_tokens >= 1, "judge_max_new_tokens", self.judge_max_new_tokens, "be >= 1")
         _check("vpo" in self.rewards, "rewards", self.rewards, "name 'vpo' in the vpo stage")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # after TRL's and transformers' own: they register a DeepSpeed config, which tells whether ZeRO-3 is on
+        for spec in self.reasoner_specs:
+            check_frozen_placement("reasoner_options", spec, self.options_for(spec))
+        check_frozen_placement("judge_options", self.judge, self.judge_options)
 
     @property
     def reasoner_specs(self) -> list[str]:

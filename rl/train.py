@@ -30,6 +30,7 @@ from rapid_agent.rl.metrics import CURVES_PNG, METRICS_CSV, CsvLogger, plot_curv
 from rapid_agent.rl.models import load_captioner, peft_config
 from rapid_agent.rl.rewards import REWARDS, RewardFunc
 from rapid_agent.rl.rollouts import guard_vllm_rollouts
+from rapid_agent.rl.zero3 import outside_zero3_init
 from rapid_agent.telemetry.training import OTelTrainerCallback
 
 logger = logging.getLogger(__name__)
@@ -51,13 +52,14 @@ def check_trl(version: str | None = None) -> None:
 
 def load_reasoners(config: VPOConfig) -> list[Engine]:
     """Every frozen reasoner of `config`, with its engine options; an in-process `hf:` model goes on this
-    process's own device unless its options place it (`device` or `device_map`)."""
+    process's own device unless its options place it (`device` or `device_map`), whole also under ZeRO-3."""
     engines = []
     for spec in config.reasoner_specs:
         options = config.options_for(spec)
         if parse_spec(spec)[0] == "hf" and not {"device", "device_map"} & options.keys():
             options["device"] = str(config.device)
-        engine = load_engine(spec, "reasoner", **options)
+        with outside_zero3_init():  # a frozen model generates outside DeepSpeed: it must be whole (rl/zero3.py)
+            engine = load_engine(spec, "reasoner", **options)
         if config.reasoner_max_batch_size is not None:
             engine.max_batch_size = config.reasoner_max_batch_size
         engines.append(engine)
@@ -82,9 +84,10 @@ def stage_rewards(
     if not isinstance(config, (SolutionConfig, VPOConfig)):
         raise TypeError(f"config must be a SolutionConfig or VPOConfig, got {type(config).__name__}")
     if isinstance(config, VPOConfig) and (judge is None or isinstance(judge, str)):
-        judge = build_judge(
-            judge or config.judge, max_new_tokens=config.judge_max_new_tokens, options=config.judge_options
-        )
+        with outside_zero3_init():
+            judge = build_judge(
+                judge or config.judge, max_new_tokens=config.judge_max_new_tokens, options=config.judge_options
+            )
     funcs = [
         _build_reward(name, config, reasoner=reasoner, judge=judge, templates=templates) for name in config.rewards
     ]
