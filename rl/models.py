@@ -1,7 +1,7 @@
 """The captioner to train and what of it trains (LoRA, vision tower), in float32 master weights.
 
-`model_name_or_path` is a hub id, a local directory, a LoRA adapter folder (a PEFT run's output: its base model is
-loaded and the adapter merged in, so stage 2 starts from stage 1), or the built-in `tiny-qwen2.5-vl`: a tiny random
+`model_name_or_path` is a hub id, a local directory, a LoRA adapter folder (a PEFT run's output: merged into its base
+model once, into a checkpoint of its own, so stage 2 and its KL reference start from stage 1), or the built-in `tiny-qwen2.5-vl`: a tiny random
 Qwen2.5-VL built offline into the cache (`$RAPID_AGENT_CACHE`, default `~/.cache/rapid_agent`) the first time it is
 asked for, and rebuilt when the cached copy does not load. Building happens under a file lock so that several
 processes agree on one copy.
@@ -122,35 +122,72 @@ def adapter_base(path: str | Path) -> str | None:
     return str(base)
 
 
+def merged_checkpoint(adapter: str | Path, *, trust_remote_code: bool = False) -> Path:
+    """A LoRA adapter folder merged into its base model, saved once as a plain checkpoint in the cache
+    (`$RAPID_AGENT_CACHE/merged/`, rebuilt when the adapter's files change) and returned.
+
+    Why a checkpoint of its own: the next stage then loads it like any model, so under ZeRO-3 transformers partitions
+    it as it loads, after the merge (merging onto a model built under zero.Init would add the LoRA update to empty
+    shards), and TRL builds the KL reference from the policy's `config._name_or_path` (trl/trainer/grpo_trainer.py
+    ~1003, `get_config_model_id`): that is this folder, the stage-1 weights, where a merge in memory left the base's
+    name there and anchored VPO's beta to the base. The merge runs in float32, outside ZeRO-3's init, in one
+    process per machine (the others wait on the lock); the checkpoint is the size of float32 weights."""
+    import hashlib
+    import json
+
+    from transformers import AutoModelForImageTextToText
+
+    from rapid_agent.backends.hf import load_processor
+    from rapid_agent.models import ensure_built
+    from rapid_agent.rl.zero3 import outside_zero3_init
+
+    adapter = Path(adapter).resolve()
+    base = resolve_model_path(str(adapter_base(adapter)))
+    stamp = [str(adapter), base] + [
+        (f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(adapter.glob("adapter_*"))
+    ]
+    digest = hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:16]
+    path = cache_root() / "merged" / f"{adapter.name}-{digest}"
+
+    def build(staging: Path) -> None:
+        from peft import PeftModel
+
+        with outside_zero3_init():
+            model = AutoModelForImageTextToText.from_pretrained(
+                base, dtype=torch.float32, trust_remote_code=trust_remote_code
+            )
+            model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+        model.save_pretrained(staging)
+        processor_files = ("preprocessor_config.json", "processor_config.json")
+        has_processor = any((adapter / f).is_file() for f in processor_files)
+        load_processor(adapter if has_processor else base, trust_remote_code=trust_remote_code).save_pretrained(
+            staging
+        )
+
+    if ensure_built(path, build, _loads):
+        logger.info("merged the LoRA adapter %s into its base model %s: %s", adapter, base, path)
+    return path
+
+
 def load_captioner(config: RapidRLConfig) -> tuple[Any, Any]:
     """The policy model and its processor (left padding, as TRL requires), with the vision tower frozen if asked.
-    A LoRA adapter folder (the output of a `use_peft` stage) comes back merged into its base model."""
+    A LoRA adapter folder (the output of a `use_peft` stage) comes back merged into its base model, loaded from the
+    merged checkpoint (`merged_checkpoint`), so the KL reference is the stage-1 weights too."""
     from transformers import AutoModelForImageTextToText
 
     from rapid_agent.backends.hf import load_processor
 
     path = resolve_model_path(config.model_name_or_path)
-    base = adapter_base(path)
-    weights = resolve_model_path(base) if base is not None else path
-    processor_files = ("preprocessor_config.json", "processor_config.json")
-    has_processor = any((Path(path) / f).is_file() for f in processor_files)
-    processor = load_processor(
-        path if has_processor or base is None else weights, trust_remote_code=config.trust_remote_code
-    )
+    if adapter_base(path) is not None:
+        path = str(merged_checkpoint(path, trust_remote_code=config.trust_remote_code))
+    processor = load_processor(path, trust_remote_code=config.trust_remote_code)
     processor.tokenizer.padding_side = "left"
     # the one pixel budget (see rapid_agent.backends.pixels): the engines cap their processors at the same one, so
     # a checkpoint saved with it is evaluated as it was trained
     cap_pixel_budget(processor, pixel_budget(config))
     model = AutoModelForImageTextToText.from_pretrained(
-        weights, dtype=master_dtype(config), trust_remote_code=config.trust_remote_code
+        path, dtype=master_dtype(config), trust_remote_code=config.trust_remote_code
     )
-    if base is not None:
-        from peft import PeftModel
-
-        # merged, the stage-1 weights are plain weights again: full training or a fresh LoRA starts from them
-        model = PeftModel.from_pretrained(model, path).merge_and_unload()
-        model.requires_grad_(True)  # PEFT loads for inference, with every base weight frozen
-        logger.info("merged the LoRA adapter %s into its base model %s", path, base)
     if config.freeze_vision_tower and not config.use_peft:
         for param in vision_tower(model).parameters():
             param.requires_grad_(False)

@@ -174,9 +174,10 @@ def test_several_reasoners_train_together_and_each_accuracy_is_logged(tmp_path, 
     assert all(r.num_calls >= 2 for r in reasoners)
 
 
-def test_a_lora_stage_output_starts_the_next_stage(tmp_path, captioner_dir, data) -> None:
+def test_a_lora_stage_output_starts_the_next_stage(tmp_path, captioner_dir, data, monkeypatch) -> None:
     """Stage 1 with LoRA saves an adapter; stage 2 given that folder loads the base model with the adapter merged
     in (plain weights, no adapter layers), so it trains from stage 1's result."""
+    monkeypatch.setenv("RAPID_AGENT_CACHE", str(tmp_path / "cache"))  # where the merged checkpoint goes
     stage1 = tmp_path / "stage1"
     cfg = config(stage1, captioner_dir, use_peft=True, lora_r=4, lora_alpha=8, freeze_vision_tower=True, max_steps=1)
     trainer = build_trainer(cfg, reasoner=digit_reasoner(), train_dataset=data)
