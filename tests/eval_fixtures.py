@@ -263,3 +263,15 @@ def generic(root: Path) -> Path:
         )
     (root / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return root / "data.jsonl"
+
+
+def arithmetic(root: Path, n: int = 40) -> Path:
+    """A JSONL file of `n` questions `What is i + 1?` (ids `q<i>`, gold `i + 1`) sharing one image, for the generic
+    adapter: enough samples for a difference to be told from noise, each question saying which sample it is."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "img.png").write_bytes(png("+"))
+    rows = [
+        {"id": f"q{i}", "question": f"What is {i} + 1?", "image": "img.png", "answer": str(i + 1)} for i in range(n)
+    ]
+    (root / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return root / "data.jsonl"

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from rapid_agent.eval.compare import paired_cell
-from rapid_agent.eval.stats import Interval, bootstrap, bootstrap_average, paired_accuracy, wilson, z_value
+from rapid_agent.eval.stats import Interval, average, bootstrap, paired_accuracy, wilson, z_value
 from rapid_agent.eval.summary import Cell
 
 Z = 1.959963984540054
@@ -83,8 +83,7 @@ def test_the_bootstrap_on_hand_sized_examples() -> None:
     # two items, 1 and 0: the resampled mean is 0, 0.5 or 1 (1/4, 1/2, 1/4), so the 2.5% and 97.5% points are 0 and 1
     assert bootstrap([1.0, 0.0]) == Interval(0.0, 1.0, "bootstrap")
     assert bootstrap([0.5, 0.5, 0.5]) == Interval(0.5, 0.5, "bootstrap")  # items all alike: no spread at all
-    assert bootstrap_average([[1.0] * 4, [0.0] * 4]) == Interval(0.5, 0.5, "bootstrap")
-    assert math.isnan(bootstrap([]).low) and math.isnan(bootstrap_average([[], []]).high)
+    assert math.isnan(bootstrap([]).low)
 
 
 def test_the_bootstrap_is_seeded_order_free_and_near_the_normal_interval() -> None:
@@ -95,6 +94,21 @@ def test_the_bootstrap_is_seeded_order_free_and_near_the_normal_interval() -> No
     assert interval.low == pytest.approx(0.5 - half, abs=0.012) and interval.high == pytest.approx(
         0.5 + half, abs=0.012
     )
-    # AVG of two benchmarks resampled apart: narrower than either, by about sqrt(2)
-    avg = bootstrap_average([values, values])
-    assert avg.high - avg.low == pytest.approx((interval.high - interval.low) / math.sqrt(2), rel=0.1)
+
+
+def test_avg_combines_the_benchmarks_intervals_side_by_side() -> None:
+    # by hand: mean 0.45; below sqrt(0.1^2 + 0.2^2) / 2 = 0.111803, above sqrt(0.1^2 + 0.2^2) / 2 likewise
+    avg = average([0.5, 0.4], [Interval(0.4, 0.6), Interval(0.2, 0.6)])
+    assert (avg.low, avg.high, avg.method) == (
+        pytest.approx(0.338197, abs=1e-6),
+        pytest.approx(0.561803, abs=1e-6),
+        "mover",
+    )
+    # each side apart: 0.8 [0.5, 0.9] and 0.2 [0.1, 0.5] -> 0.5 - sqrt(0.09 + 0.01) / 2, 0.5 + sqrt(0.01 + 0.09) / 2
+    avg = average([0.8, 0.2], [Interval(0.5, 0.9), Interval(0.1, 0.5)])
+    assert (avg.low, avg.high) == (pytest.approx(0.5 - math.sqrt(0.1) / 2), pytest.approx(0.5 + math.sqrt(0.1) / 2))
+    assert average([1.0], [wilson(4, 4)]) == Interval(wilson(4, 4).low, 1.0, "mover")  # one benchmark: its own
+    two = average([0.5, 0.5], [wilson(50, 100), wilson(50, 100)])  # two alike: narrower by sqrt(2)
+    assert two.high - two.low == pytest.approx((wilson(50, 100).high - wilson(50, 100).low) / math.sqrt(2))
+    assert average([0.9, 0.9], [Interval(0.7, 1.0), Interval(0.7, 1.0)], bounds=(0.0, 0.95)).high == 0.95
+    assert math.isnan(average([0.5, 0.1], [wilson(1, 2), Interval()]).low) and math.isnan(average([], []).high)

@@ -65,9 +65,10 @@ def test_markdown_and_csv_look_like_the_paper(tmp_path: Path) -> None:
     header = text.splitlines()[0]
     assert header == "| Captioner | Reasoner | Mode | MathVista | MMMU | AVG |"
     # each score with its Wilson interval (3/4: [30.1, 95.4], 1/2: [9.5, 90.5]); a partial score says so
-    assert "| cap | r1 | qcap+sol | 75.0 [30.1, 95.4] | 50.0 [9.5, 90.5] (1 err) | 62.5 " in text
-    assert "| cap | r2 | qcap+sol | 100.0 [51.0, 100.0] |  | 100.0 " in text
-    assert "[low, high]: 95% intervals: Wilson" in text and "AVG: a bootstrap over items within each benchmark" in text
+    # AVG: 62.5 - sqrt(0.449^2 + 0.405^2) / 2, 62.5 + sqrt(0.204^2 + 0.405^2) / 2; one cell: that cell's interval
+    assert "| cap | r1 | qcap+sol | 75.0 [30.1, 95.4] | 50.0 [9.5, 90.5] (1 err) | 62.5 [32.2, 85.2] (1 err) |" in text
+    assert "| cap | r2 | qcap+sol | 100.0 [51.0, 100.0] |  | 100.0 [51.0, 100.0] |" in text
+    assert "[low, high]: 95% intervals: Wilson" in text and "AVG: the benchmarks' intervals combined by MOVER" in text
     assert "(N err): 1 sample(s) whose run failed" in text and "--retry-errors" in text
     assert "| 4 / 0 / 1 | 2 / 1 / 0 |" in text  # scored / errored / skipped
     paths = write_all(summary, tmp_path)
@@ -75,7 +76,7 @@ def test_markdown_and_csv_look_like_the_paper(tmp_path: Path) -> None:
     assert rows[0]["mathvista"] == "0.7500" and rows[0]["mathvista_skipped"] == "1" and rows[1]["mmmu"] == ""
     assert rows[0]["mmmu"] == "0.5000" and rows[0]["mmmu_errored"] == "1" and rows[0]["mathvista_errored"] == "0"
     assert (rows[0]["mathvista_low"], rows[0]["mathvista_high"], rows[0]["mathvista_n"]) == ("0.3006", "0.9544", "4")
-    assert rows[0]["avg_low"] and float(rows[0]["avg_low"]) < 0.625 < float(rows[0]["avg_high"])
+    assert (rows[0]["avg"], rows[0]["avg_low"], rows[0]["avg_high"]) == ("0.6250", "0.3224", "0.8520")
     data = json.loads(paths["json"].read_text())
     assert data["rows"][0]["benchmarks"]["mmmu"]["errored"] == 1 and data["rows"][1]["benchmarks"].keys() == {
         "mathvista"
@@ -84,7 +85,7 @@ def test_markdown_and_csv_look_like_the_paper(tmp_path: Path) -> None:
     assert mathvista["interval"] == {"low": pytest.approx(0.3006, abs=1e-4), "high": pytest.approx(0.9544, abs=1e-4),
                                      "method": "wilson"}  # fmt: skip
     assert (mathvista["n"], mathvista["unit"], mathvista["skipped"]) == (4, "samples", 1)
-    assert data["rows"][0]["avg_interval"]["method"] == "bootstrap" and "Wilson" in data["intervals"]
+    assert data["rows"][0]["avg_interval"]["method"] == "mover" and "Wilson" in data["intervals"]
     assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -4,7 +4,9 @@
         --captioner hf:Qwen/Qwen2.5-VL-7B-Instruct --reasoner hf:Qwen/Qwen3-8B --reasoner openai:qwen3@http://h:8000/v1 \\
         --mode qcap+sol --limit 100 --out runs/eval
     python -m rapid_agent.eval merge --out runs/eval runs/shard0 runs/shard1     # shards from other machines
-    python -m rapid_agent.eval --compare runs/a runs/b                           # runs side by side
+    python -m rapid_agent.eval --compare runs/a runs/b                           # runs side by side, b - a paired
+    python -m rapid_agent.eval --compare runs/a --rows 1 2                       # rows of one run: row 2 - row 1
+    python -m rapid_agent.eval sweep --out runs/eval --baseline hf:Qwen/Qwen3-8B [--benchmark ... --reasoner ...]
 
 Thin by design: parse arguments, build the adapters, a `RapidContext` and an `EvalConfig`, call `run_eval`.
 """
@@ -24,14 +26,20 @@ from rapid_agent.perception import DEFAULT_MODE
 from rapid_agent.tracing import add_trace_argument, setup_tracing
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(*, sweep: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m rapid_agent.eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m rapid_agent.eval" + (" sweep" if sweep else ""),
+        description=SWEEP_HELP if sweep else __doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    if sweep:
+        parser.add_argument(
+            "--baseline", required=True, metavar="REASONER", help="the reasoner the others are paired against"
+        )
     parser.add_argument(
         "--benchmark",
         action="append",
-        required=True,
+        required=not sweep,
         metavar="NAME[=PATH_OR_HUB_ID]",
         help=f"a benchmark ({', '.join(PAPER_BENCHMARKS)}, or generic:LABEL=SOURCE); repeat for several",
     )
@@ -52,7 +60,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_context_arguments(parser, many=("reasoner", "mode"))  # the same options as `run`, reasoner and mode repeatable
     add_trace_argument(parser)
+    if sweep:
+        parser.set_defaults(captioner=None)  # the sweep's captioner is the one whose perceptions the out folder holds
     return parser
+
+
+SWEEP_HELP = """The reasoner sweep: the reasoners x benchmarks table over one captioner's cached perceptions in --out,
+with each reasoner's paired difference against --baseline, written to sweep.{md,csv,json}. Reasoners named with
+--reasoner (and --benchmark, with the run options) are run first over the cached perceptions only: the captioner is
+never loaded nor called; a sample without a cached perception is left unrun. --captioner and --mode are needed only
+when the out folder holds several."""
 
 
 def run(argv: list[str]) -> int:
@@ -62,14 +79,7 @@ def run(argv: list[str]) -> int:
 
     args = build_parser().parse_args(argv)
     setup_tracing(args.trace, capture_content=args.trace_content)
-    options: dict[str, dict[str, str]] = defaultdict(dict)
-    for text in args.option:
-        label, name, value = parse_option(text)
-        options[label][name] = value
-    adapters = [build_adapter(text, options) for text in args.benchmark]
-    unused = set(options) - {a.label for a in adapters}
-    if unused:
-        raise ValueError(f"--option names benchmark(s) {sorted(unused)} that no --benchmark gives")
+    adapters = _adapters(args)
     config = EvalConfig(
         out=args.out,
         reasoners=tuple(args.reasoner or (DEFAULT_REASONER,)),
@@ -88,6 +98,19 @@ def run(argv: list[str]) -> int:
     print(to_markdown(summary))
     print(f"records and tables in {args.out}")
     return 0
+
+
+def _adapters(args: argparse.Namespace) -> list:
+    """The adapters `--benchmark` and `--option` name."""
+    options: dict[str, dict[str, str]] = defaultdict(dict)
+    for text in args.option:
+        label, name, value = parse_option(text)
+        options[label][name] = value
+    adapters = [build_adapter(text, options) for text in args.benchmark]
+    unused = set(options) - {a.label for a in adapters}
+    if unused:
+        raise ValueError(f"--option names benchmark(s) {sorted(unused)} that no --benchmark gives")
+    return adapters
 
 
 def merge_command(argv: list[str]) -> int:
@@ -113,27 +136,89 @@ def merge_command(argv: list[str]) -> int:
 
 
 def compare_command(argv: list[str]) -> int:
+    from rapid_agent.eval.compare import compare_markdown, pair_rows, write_comparison
     from rapid_agent.eval.store import read_results
     from rapid_agent.eval.summary import SUMMARY_FIELDS, summarize
-    from rapid_agent.eval.tables import compare, to_markdown, write_chart, write_csv
+    from rapid_agent.eval.tables import compare
 
-    parser = argparse.ArgumentParser(prog="python -m rapid_agent.eval --compare", description="Runs side by side.")
+    parser = argparse.ArgumentParser(
+        prog="python -m rapid_agent.eval --compare",
+        description="Runs (or rows of one run) side by side, with paired differences and their 95% intervals.",
+    )
     parser.add_argument("--compare", nargs="+", required=True, type=Path, metavar="DIR", help="out folders")
-    parser.add_argument("--out", type=Path, help="also write compare.{md,csv,png} here")
+    parser.add_argument(
+        "--rows",
+        nargs="+",
+        metavar="ROW",
+        help="the baseline row, then the rows to pair against it: a row number (the table's # column) or "
+        "FIELD=VALUE[,FIELD=VALUE] over run, captioner, reasoner, mode, settings (a bare VALUE is the reasoner). "
+        "Default with several folders: each row of a later folder against the first folder's row with the same "
+        "captioner, reasoner and mode (or its only row)",
+    )
+    parser.add_argument("--out", type=Path, help="also write compare.{md,csv,json,png} and differences.csv here")
     args = parser.parse_args(argv)
     runs = []
     for folder in args.compare:
         if not folder.is_dir():
             raise ValueError(f"--compare: {str(folder)!r} is not a folder")
         runs.append((folder.name or str(folder), summarize(read_results(folder, keep=SUMMARY_FIELDS))))
+    if len({name for name, _ in runs}) < len(runs):  # two folders of one name: tell them apart by path
+        runs = [(str(folder), summary) for folder, (_, summary) in zip(args.compare, runs, strict=True)]
     summary, names = compare(runs)
-    text = to_markdown(summary, run_names=names)
+    comparisons = pair_rows(summary, names, args.rows)
+    text = compare_markdown(summary, names, comparisons)
     print(text)
     if args.out:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "compare.md").write_text(text)
-        write_csv(summary, args.out / "compare.csv")
-        write_chart(summary, args.out / "compare.png", title="Runs compared")
+        write_comparison(args.out, summary, names, comparisons, text)
+    return 0
+
+
+def sweep_command(argv: list[str]) -> int:
+    from rapid_agent.eval.judge import Judge
+    from rapid_agent.eval.runner import EvalConfig, run_eval
+    from rapid_agent.eval.store import PERCEPTION_KEY, PERCEPTIONS, read_records, read_results
+    from rapid_agent.eval.summary import SUMMARY_FIELDS
+    from rapid_agent.eval.sweep import CachedCaptioner, choose, perceived, sweep
+
+    args = build_parser(sweep=True).parse_args(argv)
+    if not args.out.is_dir():
+        raise ValueError(f"--out: {str(args.out)!r} is not a folder (the sweep reads a run's records)")
+    if len(args.mode or ()) > 1:
+        raise ValueError(f"--mode: a sweep is over one perception mode, got {args.mode}")
+    mode = args.mode[0] if args.mode else None
+    if args.reasoner:
+        if not args.benchmark:
+            raise ValueError("--reasoner: name the --benchmark(s) to run it on")
+        setup_tracing(args.trace, capture_content=args.trace_content)
+        cached = read_records(args.out, PERCEPTIONS, PERCEPTION_KEY, keep=("status",)).values()
+        captioner, modes = perceived(cached, args.captioner)
+        mode = choose(mode, modes, "mode")
+        adapters = _adapters(args)
+        config = EvalConfig(
+            out=args.out,
+            reasoners=tuple(args.reasoner),
+            modes=(mode,),
+            limit=args.limit,
+            batch_size=args.batch_size,
+            concurrency=args.concurrency,
+            num_shards=args.num_shards,
+            shard_index=args.shard_index,
+            judge=Judge(args.judge, mode=args.judge_mode) if args.judge else None,
+            retry_errors=args.retry_errors,
+            progress=not args.no_progress,
+            perceive=False,  # the point of a sweep: no captioner call, ever
+        )
+        context = context_from_args(args, reasoner=None, mode=DEFAULT_MODE, captioner=CachedCaptioner(captioner))
+        run_eval(adapters, context=context, config=config)
+        args.captioner = captioner
+    elif args.benchmark:
+        raise ValueError("--benchmark: name the --reasoner(s) to run on it (without any, the sweep only reads --out)")
+    result = sweep(
+        read_results(args.out, keep=SUMMARY_FIELDS), baseline=args.baseline, captioner=args.captioner, mode=mode
+    )
+    result.write(args.out)
+    print(result.markdown())
+    print(f"written to {args.out}/sweep.{{md,csv,json}}")
     return 0
 
 
@@ -142,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if argv[:1] == ["merge"]:
             return merge_command(argv[1:])
+        if argv[:1] == ["sweep"]:
+            return sweep_command(argv[1:])
         if "--compare" in argv:
             return compare_command(argv)
         return run(argv[1:] if argv[:1] == ["run"] else argv)

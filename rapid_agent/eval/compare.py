@@ -3,9 +3,9 @@
 A row is paired with its baseline on the items both scored (samples by id, or the adapter's items: We-Math's
 composite problems, DynaMath's seed questions). Its difference is the mean over those items of row - baseline, with a
 95% interval (`stats`: Agresti & Min's adjusted Wald interval when the items are right / wrong verdicts, a paired
-bootstrap over items for other scores (We-Math); AVG: the benchmarks' differences averaged, its interval a paired bootstrap over items within each benchmark,
-averaged), marked `*` when the interval excludes 0. Items one row errored or skipped are left out of the pairing, so
-a difference may be over fewer items than either score; its n says how many.
+bootstrap over items for other scores (We-Math); AVG: the benchmarks' differences averaged, their intervals combined
+by MOVER as independent errors), marked `*` when the interval excludes 0. Items one row errored or skipped are left
+out of the pairing, so a difference may be over fewer items than either score; its n says how many.
 
 Rows are named by selectors (`--rows BASE OTHER ...`): a row number from the table's `#` column, or
 `FIELD=VALUE[,FIELD=VALUE]` over run, captioner, reasoner, mode and settings (a bare VALUE is the reasoner). A value
@@ -15,20 +15,22 @@ matches exactly, or as a substring when no row matches exactly, and a selector m
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rapid_agent.eval.stats import Interval, bootstrap, bootstrap_average, paired_accuracy
-from rapid_agent.eval.summary import Cell, Row
+from rapid_agent.eval.stats import Interval, average, bootstrap, paired_accuracy
+from rapid_agent.eval.summary import Cell, Row, Summary
 
 #: what a selector can name
 FIELDS = ("run", "captioner", "reasoner", "mode", "settings")
 #: said under every table of differences
 NOTE = (
     "row - baseline in points, over the items both scored (n); 95% interval: Agresti-Min (paired) for right/wrong "
-    "items, a paired bootstrap over items for We-Math and AVG; * beyond noise (the interval excludes 0)"
+    "items, a paired bootstrap over items for We-Math, AVG's combined by MOVER; * beyond noise (the interval "
+    "excludes 0)"
 )
 
 
@@ -64,13 +66,9 @@ class Comparison:
     avg: Difference
 
 
-def _paired_items(row: Cell, base: Cell) -> list[float]:
-    return [row.items[k] - base.items[k] for k in sorted(row.items.keys() & base.items.keys())]
-
-
 def paired_cell(row: Cell, base: Cell) -> Difference:
     """The paired difference of two cells of one benchmark."""
-    diffs = _paired_items(row, base)
+    diffs = [row.items[k] - base.items[k] for k in sorted(row.items.keys() & base.items.keys())]
     if not diffs:
         return Difference()
     n = len(diffs)
@@ -86,17 +84,17 @@ def compare_rows(rows: Sequence[Row], columns: Sequence[str], pairs: Sequence[tu
     out = []
     for i, j in pairs:
         row, base = rows[i], rows[j]
-        cells, groups = {}, []
-        for label in columns:
-            if label in row.cells and label in base.cells:
-                cells[label] = paired_cell(row.cells[label], base.cells[label])
-                if cells[label].n:
-                    groups.append(_paired_items(row.cells[label], base.cells[label]))
+        cells = {
+            label: paired_cell(row.cells[label], base.cells[label])
+            for label in columns
+            if label in row.cells and label in base.cells
+        }
         present = [d for d in cells.values() if d.n]
         avg = Difference()
         if present:
-            estimate = sum(d.estimate for d in present) / len(present)
-            avg = Difference(sum(d.n for d in present), estimate, bootstrap_average(groups))
+            estimates = [d.estimate for d in present]
+            interval = average(estimates, [d.interval for d in present], bounds=(-1.0, 1.0))
+            avg = Difference(sum(d.n for d in present), sum(estimates) / len(estimates), interval)
         out.append(Comparison(i, j, cells, avg))
     return out
 
@@ -153,8 +151,8 @@ def _triple(row: Row) -> tuple[str, str, str]:
 
 
 def _label(rows: Sequence[Row], names: Sequence[str] | None, i: int, other: int | None = None) -> str:
-    """A row's fields; beside `other`, only those that differ from it."""
-    shown = [f for f in FIELDS if f != "settings" or rows[i].label_settings or other is not None]
+    """A row's fields (its settings only where they tell rows apart); beside `other`, those that differ from it."""
+    shown = [f for f in FIELDS if f != "settings" or rows[i].label_settings]
     values = [(f, _value(rows, names, i, f)) for f in shown if f != "run" or names]
     if other is not None:
         values = [(f, v) for f, v in values if v != _value(rows, names, other, f)] or values
@@ -237,6 +235,49 @@ def write_differences_csv(
                 numbers = [_frac(d.estimate), _frac(d.interval.low), _frac(d.interval.high)]
                 writer.writerow(who + [label, d.n, *numbers, d.interval.method, int(d.beyond_noise)])
     return path
+
+
+def pair_rows(summary: Summary, names: Sequence[str], rows: Sequence[str] | None = None) -> list[Comparison]:
+    """The comparisons `--rows` asks for (the baseline's selector, then the others'), or by default each row of a
+    later run against its counterpart in the first (`default_pairs`)."""
+    if rows is not None and len(rows) < 2:
+        raise ValueError(f"--rows: name the baseline row and at least one row to compare with it, got {list(rows)}")
+    if rows:
+        base = select_row(rows[0], summary.rows, names)
+        pairs = [(select_row(r, summary.rows, names), base) for r in rows[1:]]
+    else:
+        pairs = default_pairs(summary.rows, names)
+    return compare_rows(summary.rows, [b for b, _ in summary.columns], pairs)
+
+
+def compare_markdown(summary: Summary, names: Sequence[str], comparisons: Sequence[Comparison]) -> str:
+    """The runs' table with numbered rows, then their paired differences (or how to ask for them)."""
+    from rapid_agent.eval.tables import to_markdown
+
+    text = to_markdown(summary, run_names=names, numbered=True)
+    if comparisons:
+        text += "\nPaired differences\n\n" + differences_markdown(comparisons, summary.rows, summary.columns, names)
+    elif len(summary.rows) > 1:
+        text += "\nNo rows paired: name them with --rows BASELINE ROW [ROW ...] (row numbers from the # column).\n"
+    return text
+
+
+def write_comparison(
+    out: str | Path, summary: Summary, names: Sequence[str], comparisons: Sequence[Comparison], text: str
+) -> None:
+    """compare.md (`text`), compare.csv (the table), compare.json (table and differences), differences.csv and
+    compare.png in `out`."""
+    from rapid_agent.eval.tables import write_chart, write_csv
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.md").write_text(text)
+    write_csv(summary, out / "compare.csv")
+    data = {**summary.to_dict(), "runs": list(names)}
+    data["differences"] = differences_to_dict(comparisons, summary.rows, names)
+    (out / "compare.json").write_text(json.dumps(data, indent=2) + "\n")
+    write_differences_csv(comparisons, summary.rows, out / "differences.csv", names)
+    write_chart(summary, out / "compare.png", title="Runs compared")
 
 
 def _frac(value: float) -> str:

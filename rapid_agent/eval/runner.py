@@ -15,6 +15,9 @@ How this departs from a plain loop over samples:
 - Batches run `concurrency` at a time so that both engines stay busy; the engines' micro-batchers merge them.
 - Engines load before any work: a spec that cannot load (a wrong path, an unknown option) ends the run at once with a
   message naming its role and spec, and writes nothing, instead of failing every sample one by one.
+- `perceive=False` (the reasoner sweep) reasons over cached perceptions only: the captioner is never loaded nor
+  called, the cached perceptions are used whatever captioner options this run was given (the cache's own settings),
+  and a sample with none is left unrun and counted in a warning.
 
 What a record's `status` says: `scored` (a verdict), `skipped` (the sample's own data is bad: the adapter refused
 the row, or the graph refused its question, choices, gold or images as `input: ...`; it stays out of the table and
@@ -27,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -59,6 +63,7 @@ from rapid_agent.perception import check_mode
 from rapid_agent.tracing import eval_batch
 
 NO_CAPTIONER = "-"
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,13 @@ class EvalConfig:
     retry_errors: bool = field(default=False, metadata={"help": "run again the samples whose run failed (errors)"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
     tables: bool = field(default=True, metadata={"help": "write summary.{md,csv,json,png} when done"})
+    perceive: bool = field(
+        default=True,
+        metadata={
+            "help": "call the captioner where no perception is cached; False: reason over cached perceptions only "
+            "(never a captioner call; samples without one are left unrun)"
+        },
+    )
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
@@ -139,6 +151,13 @@ class _Run:
                 "max_pixels": context.max_pixels,
             }
         )
+        self.perceptions = {
+            k: r
+            for k, r in read_records(config.out, PERCEPTIONS, PERCEPTION_KEY).items()
+            if not self._retry(r.get("status"))
+        }
+        if not config.perceive:
+            self.perception_settings = self._cached_settings()
         judge = config.judge
         self.reason_settings = {
             mode: fingerprint(
@@ -157,15 +176,31 @@ class _Run:
             for k, r in read_records(config.out, RESULTS, RESULT_KEY, keep=("status",)).items()
             if not self._retry(r.get("status"))
         }
-        self.perceptions = {
-            k: r
-            for k, r in read_records(config.out, PERCEPTIONS, PERCEPTION_KEY).items()
-            if not self._retry(r.get("status"))
-        }
+        self.uncached = 0  # samples left unrun for want of a cached perception (perceive=False)
         self.perception_writer: JsonlWriter | None = None
         self.result_writer: JsonlWriter | None = None
         self.bar: tqdm | None = None
         self.tally = [0, 0]  # correct, scored in this run: the progress bar's running accuracy
+
+    def _cached_settings(self) -> str:
+        """With `perceive=False`, the perception settings the cache holds for this captioner: the captioner is not
+        called, so the options this run was given for it do not matter. Its own, when the cache has them too."""
+        modes = set(self.config.modes) - {"none"}
+        found = {
+            r["settings"] for r in self.perceptions.values() if r["captioner"] == self.captioner and r["mode"] in modes
+        }
+        if self.perception_settings in found or not found:
+            return self.perception_settings
+        if len(found) == 1:
+            return found.pop()
+        raise ValueError(
+            f"the perception cache in {self.config.out} holds {len(found)} settings for captioner {self.captioner!r} "
+            f"({sorted(found)}); give the captioner options of the run whose perceptions to use"
+        )
+
+    def cached(self, sample: EvalSample, mode: str) -> bool:
+        """Whether this sample can run without a captioner call: skipped, text-only, or its perception cached."""
+        return bool(sample.skip) or mode == "none" or self.perception_key(sample, mode) in self.perceptions
 
     def open(self) -> None:
         """Open (and lock) this shard's files; only once the engines have loaded, so a failed start writes nothing."""
@@ -191,7 +226,7 @@ class _Run:
             for s in samples
             if s.images and not s.skip and any(self.pending([s], mode, engine_label(r)) for r in self.config.reasoners)
         )
-        if perceive:
+        if perceive and self.config.perceive:
             needed.append(("captioner", self.context.captioner, dict(self.context.captioner_options)))
         for reasoner in self.config.reasoners:
             label = engine_label(reasoner)
@@ -224,6 +259,11 @@ class _Run:
     def run_batch(self, adapter: Adapter, mode: str, samples: list[EvalSample]) -> None:
         reasoners = [(r, engine_label(r)) for r in self.config.reasoners]
         todo = [s for s in samples if any(self.pending([s], mode, label) for _, label in reasoners)]
+        if not self.config.perceive:  # reason over cached perceptions only; the others wait for a captioner
+            runnable = [s for s in todo if self.cached(s, mode)]
+            with self.lock:
+                self.uncached += len(todo) - len(runnable)
+            todo = runnable
         if not todo:
             return
         perceptions = {} if mode == "none" else self.perceive(mode, [s for s in todo if not s.skip])
@@ -432,7 +472,8 @@ def run_eval(benchmarks: Sequence[Adapter], *, context: RapidContext, config: Ev
         for adapter in benchmarks:
             samples = select(adapter.load(), config)
             for mode in config.modes:
-                total += sum(len(run.pending(samples, mode, engine_label(r))) for r in config.reasoners)
+                runnable = samples if config.perceive else [s for s in samples if run.cached(s, mode)]
+                total += sum(len(run.pending(runnable, mode, engine_label(r))) for r in config.reasoners)
                 jobs += [
                     (adapter, mode, samples[i : i + config.batch_size])
                     for i in range(0, len(samples), config.batch_size)
@@ -446,6 +487,14 @@ def run_eval(benchmarks: Sequence[Adapter], *, context: RapidContext, config: Ev
                     future.result()
     finally:
         run.close()
+    if run.uncached:
+        logger.warning(
+            "%d sample(s) have no cached perception of captioner %r in %s and were not run (this run never calls the "
+            "captioner; run them once with it to cache their perceptions)",
+            run.uncached,
+            run.captioner,
+            config.out,
+        )
     # columns in the paper's order, whatever order they were named in
     summary = summarize(read_results(config.out, keep=SUMMARY_FIELDS))
     if config.tables:

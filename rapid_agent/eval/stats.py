@@ -5,7 +5,11 @@
 - A cell that is another mean over items (We-Math's strict score: composite problems worth 1, 0.5 or 0; see
   `Adapter.items`): a percentile bootstrap over those items. Like any percentile bootstrap it is too narrow with few
   items or a score near 0 or 100% (items all alike give a zero-width interval).
-- AVG: a bootstrap over items within each benchmark, each benchmark resampled apart, the resampled scores averaged.
+- AVG (a mean of k benchmarks' scores or differences, independent samples): the benchmarks' own intervals combined
+  by MOVER (Zou & Donner 2008), each side apart: AVG - sqrt(sum of (score - low)^2) / k, AVG + sqrt(sum of
+  (high - score)^2) / k. With one benchmark it is that benchmark's interval. A bootstrap over items within each
+  benchmark would give about the same with many items, but a zero width wherever every item agrees (two identical
+  rows), which the Wilson and Agresti-Min intervals never have.
 - Two rows on the same items (paired): for right / wrong items, the adjusted Wald interval of Agresti & Min (2005, "Wald+2":
   half a count added to each cell of the 2x2 table of paired verdicts), which keeps its coverage with few discordant
   pairs where the plain Wald interval and the bootstrap do not (4 wins and 0 losses is within noise, as McNemar's
@@ -81,28 +85,30 @@ def bootstrap(
     values: Sequence[float], *, level: float = LEVEL, resamples: int = RESAMPLES, seed: int = SEED
 ) -> Interval:
     """Percentile bootstrap interval of the mean of `values` (items resampled with replacement)."""
-    return bootstrap_average([values], level=level, resamples=resamples, seed=seed)
-
-
-def bootstrap_average(
-    groups: Sequence[Sequence[float]], *, level: float = LEVEL, resamples: int = RESAMPLES, seed: int = SEED
-) -> Interval:
-    """Percentile bootstrap interval of the average over `groups` of each group's mean, each group's items resampled
-    apart (AVG: the groups are benchmarks). Empty groups are left out, as AVG leaves out an empty cell."""
-    groups = [g for g in groups if len(g)]
-    if not groups:
+    if not len(values):
         return Interval(method="bootstrap")
     import numpy as np
 
-    rng = np.random.default_rng(seed)
-    total = np.zeros(resamples)
-    for values in groups:
-        counts = Counter(float(v) for v in values)
-        distinct = sorted(counts)  # a fixed order, so the draw does not depend on the order of the items
-        n = len(values)
-        draws = rng.multinomial(n, [counts[v] / n for v in distinct], size=resamples)
-        total += draws @ np.array(distinct) / n
-    means = total / len(groups)
+    counts = Counter(float(v) for v in values)
+    distinct = sorted(counts)  # a fixed order, so the draw does not depend on the order of the items
+    n = len(values)
+    draws = np.random.default_rng(seed).multinomial(n, [counts[v] / n for v in distinct], size=resamples)
+    means = draws @ np.array(distinct) / n
     alpha = 1 - level
     low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
     return Interval(float(low), float(high), "bootstrap")
+
+
+def average(
+    estimates: Sequence[float], intervals: Sequence[Interval], bounds: tuple[float, float] = (0.0, 1.0)
+) -> Interval:
+    """The interval of the mean of k independent `estimates` from their own intervals (MOVER): the mean less
+    sqrt(sum of (estimate - low)^2) / k, plus sqrt(sum of (high - estimate)^2) / k, cut to `bounds` ([0, 1] for
+    scores, [-1, 1] for differences). One estimate keeps its interval; NaN when any interval is."""
+    if not estimates or any(math.isnan(i.low) or math.isnan(i.high) for i in intervals):
+        return Interval(method="mover")
+    k = len(estimates)
+    mean = sum(estimates) / k
+    below = math.sqrt(sum(max(0.0, e - i.low) ** 2 for e, i in zip(estimates, intervals, strict=True))) / k
+    above = math.sqrt(sum(max(0.0, i.high - e) ** 2 for e, i in zip(estimates, intervals, strict=True))) / k
+    return Interval(max(bounds[0], mean - below), min(bounds[1], mean + above), "mover")

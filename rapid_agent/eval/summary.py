@@ -7,8 +7,8 @@ it and leave its denominator, since an error is no verdict on the sample. A cell
 until they are run again (`--retry-errors`); the tables say so next to its score.
 
 Every cell carries its 95% interval and the n it is over (the scored samples, or the adapter's items: We-Math's
-composite problems, DynaMath's seed questions); AVG carries a bootstrap over items within each benchmark, averaged
-(`stats` says how each is computed).
+composite problems, DynaMath's seed questions); AVG carries its cells' intervals combined (`stats` says how each is
+computed).
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from rapid_agent.eval.adapters import ADAPTERS, PAPER_BENCHMARKS, Adapter
-from rapid_agent.eval.stats import LEVEL, Interval, bootstrap, bootstrap_average, wilson
+from rapid_agent.eval.stats import LEVEL, Interval, average, bootstrap, wilson
 
 #: what the table reads of a record (pass to `read_results(out, keep=SUMMARY_FIELDS)` to leave the outputs on disk)
 SUMMARY_FIELDS = ("adapter", "status", "correct", "fields", "skip_reason")
 #: what the intervals are, said under every table and in the JSON
 INTERVALS = (
     f"{100 * LEVEL:.0f}% intervals: Wilson over the items right (samples; DynaMath: seed questions); We-Math: a seeded "
-    "bootstrap over composite problems; AVG: a bootstrap over items within each benchmark, averaged"
+    "bootstrap over composite problems; AVG: the benchmarks' intervals combined by MOVER (independent errors)"
 )
 
 
@@ -181,5 +181,6 @@ def _cell(label: str, adapter_name: str, records: list[dict]) -> Cell:
 
 
 def average_interval(cells: Iterable[Cell]) -> Interval:
-    """AVG's interval: a bootstrap over items within each benchmark, the benchmarks' resampled scores averaged."""
-    return bootstrap_average([list(c.items.values()) for c in cells if c.items and not math.isnan(c.score)])
+    """AVG's interval: its cells' intervals combined as independent errors (`stats.average`)."""
+    present = [c for c in cells if not math.isnan(c.score)]
+    return average([c.score for c in present], [c.interval for c in present])
