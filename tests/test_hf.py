@@ -269,3 +269,41 @@ def test_astream_yields_the_text_as_it_is_generated_then_the_completion(tiny_rea
     *texts, final = pieces
     assert isinstance(final, Completion) and len(texts) >= 2
     assert "".join(texts) == final.text == engine.generate([ChatRequest("What is 2 + 3?")], gen)[0].text
+
+
+@pytest.mark.parametrize(
+    "gen",
+    [
+        GenerationConfig(temperature=0.7, top_p=0.9, max_new_tokens=3),
+        GenerationConfig(temperature=0.7, top_p=0.9, max_new_tokens=3, top_k=5, min_p=0.1, repetition_penalty=1.3),
+        GenerationConfig(temperature=0.0, top_p=1.0, max_new_tokens=3),
+    ],
+)
+def test_exactly_the_given_sampling_applies_whatever_the_checkpoint_says(tiny_reasoner_dir, tmp_path, gen):
+    """A checkpoint whose generation_config.json samples otherwise (Qwen2.5-VL-Instruct's repetition_penalty 1.05,
+    a top_k) changes nothing: transformers' effective config is the GenerationConfig given, field by field."""
+    path = tmp_path / "reasoner"
+    shutil.copytree(tiny_reasoner_dir, path)
+    config_file = path / "generation_config.json"
+    config = json.loads(config_file.read_text())
+    config_file.write_text(
+        json.dumps({**config, "repetition_penalty": 1.05, "top_k": 1, "top_p": 0.001, "min_p": 0.2})
+    )
+    engine = HFEngine(str(path), role="reasoner")
+    assert engine.model.generation_config.repetition_penalty == 1.05
+    effective = []
+    real = engine.model.generate
+
+    def spy(**kwargs):
+        effective.append(engine.model._prepare_generation_config(None, **kwargs)[0])
+        return real(**kwargs)
+
+    engine.model.generate = spy
+    (out,) = engine.generate([ChatRequest("hi")], gen)
+    assert isinstance(out, Completion)
+    (used,) = effective
+    assert used.repetition_penalty == gen.repetition_penalty
+    assert used.do_sample is not gen.greedy
+    if not gen.greedy:
+        assert (used.temperature, used.top_p) == (gen.temperature, gen.top_p)
+        assert (used.top_k or 0, used.min_p or 0.0) == (gen.top_k, gen.min_p)

@@ -323,6 +323,25 @@ def test_extra_body_overrides_the_sampling_settings(server):
     assert (server.seen[-1].body["temperature"], server.seen[-1].body["max_tokens"]) == (0.0, 5)
 
 
+def test_every_sampling_field_is_sent_so_the_servers_checkpoint_defaults_never_apply(server):
+    """vLLM fills a field a request leaves out from the checkpoint's generation_config.json (Qwen2.5-VL-Instruct:
+    repetition_penalty 1.05), so the engine sends them all; 'openai' sends only OpenAI's own fields."""
+    gen = GenerationConfig(temperature=0.5, top_p=0.9, max_new_tokens=9, top_k=4, min_p=0.05, repetition_penalty=1.1)
+    make_engine(server).generate([ChatRequest("x")], gen)
+    body = server.seen[-1].body
+    sent = {k: body[k] for k in ("temperature", "top_p", "max_tokens", "top_k", "min_p", "repetition_penalty")}
+    assert sent == {
+        "temperature": 0.5,
+        "top_p": 0.9,
+        "max_tokens": 9,
+        "top_k": 4,
+        "min_p": 0.05,
+        "repetition_penalty": 1.1,
+    }
+    make_engine(server, sampling_fields="openai").generate([ChatRequest("y")], gen)
+    assert not {"top_k", "min_p", "repetition_penalty"} & server.seen[-1].body.keys()
+
+
 def test_max_retries_zero_tries_once(server):
     server.handler = lambda seen: error_reply(503, "warming up")
     [out] = make_engine(server, max_retries=0).generate([ChatRequest("once")], GEN)

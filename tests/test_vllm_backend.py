@@ -95,11 +95,20 @@ def test_default_memory_shares_let_a_captioner_and_a_reasoner_share_one_gpu(fake
 def test_generate_sends_conversations_and_sampling_params(fake_vllm):
     engine = VLLMEngine("org/vl-model", role="captioner")
     image = Image.new("RGB", (4, 4), (1, 2, 3))
-    gen = GenerationConfig(temperature=0.7, top_p=0.8, max_new_tokens=33, seed=11)
+    gen = GenerationConfig(temperature=0.7, top_p=0.8, max_new_tokens=33, seed=11, top_k=7, repetition_penalty=1.2)
     out = engine.generate([ChatRequest("describe it", image=image, system="sys"), ChatRequest("no picture")], gen)
 
     [(conversations, params, kwargs)] = engine.llm.calls
-    assert params.kwargs == {"temperature": 0.7, "top_p": 0.8, "max_tokens": 33, "seed": 11}
+    # every field of the GenerationConfig, explicitly (as every engine applies them)
+    assert params.kwargs == {
+        "temperature": 0.7,
+        "top_p": 0.8,
+        "top_k": 7,
+        "min_p": 0.0,
+        "repetition_penalty": 1.2,
+        "max_tokens": 33,
+        "seed": 11,
+    }
     assert kwargs == {"use_tqdm": False}
     assert conversations[0][0] == {"role": "system", "content": "sys"}
     image_part, text_part = conversations[0][1]["content"]

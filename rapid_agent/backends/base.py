@@ -86,12 +86,21 @@ class BackendUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    """Sampling settings for one role. Frozen so that requests with equal settings can share an engine call."""
+    """Sampling settings for one role. Frozen so that requests with equal settings can share an engine call.
+
+    Every engine applies exactly these, each field explicitly: a checkpoint's `generation_config.json` (Qwen2.5-VL-
+    Instruct's sets repetition_penalty 1.05) must not change sampling on one engine and not on another. The
+    defaults of top_k, min_p and repetition_penalty are the neutral ones vLLM and TRL's rollouts use."""
 
     temperature: float = field(default=0.6, metadata={"help": "sampling temperature; 0 is greedy"})
     top_p: float = field(default=0.95, metadata={"help": "nucleus sampling: keep the top tokens of this mass"})
     max_new_tokens: int = field(default=4096, metadata={"help": "most tokens one output may hold"})
     seed: int | None = field(default=None, metadata={"help": "sampling seed (None: unseeded)"})
+    top_k: int = field(default=0, metadata={"help": "keep only the k most likely tokens; 0 keeps all"})
+    min_p: float = field(default=0.0, metadata={"help": "drop tokens below this share of the top one's probability"})
+    repetition_penalty: float = field(
+        default=1.0, metadata={"help": "divide the logits of tokens already seen by this; 1 is none"}
+    )
 
     def __post_init__(self) -> None:
         if self.temperature < 0:
@@ -100,6 +109,12 @@ class GenerationConfig:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens!r}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0 (0 keeps all tokens), got {self.top_k!r}")
+        if not 0 <= self.min_p <= 1:
+            raise ValueError(f"min_p must be in [0, 1], got {self.min_p!r}")
+        if not self.repetition_penalty > 0:
+            raise ValueError(f"repetition_penalty must be > 0 (1 is none), got {self.repetition_penalty!r}")
 
     @property
     def greedy(self) -> bool:

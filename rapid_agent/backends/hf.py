@@ -297,11 +297,20 @@ class HFEngine(Engine):
             )
         device = self.model.device if hasattr(self.model, "device") else next(self.model.parameters()).device
         inputs = {k: v.to(device) for k, v in inputs.items() if isinstance(v, torch.Tensor)}
-        sampling: dict[str, Any] = (
-            {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-            if gen.greedy
-            else {"do_sample": True, "temperature": gen.temperature, "top_p": gen.top_p, "top_k": None}
-        )
+        # every field explicit: transformers fills what a call leaves unset from the checkpoint's generation_config
+        # (generation/utils.py `_prepare_generation_config`, ~2104-2116), e.g. Qwen2.5-VL's repetition_penalty 1.05
+        sampling: dict[str, Any] = {"repetition_penalty": gen.repetition_penalty}
+        if gen.greedy:
+            sampling.update(do_sample=False, temperature=None, top_p=None, top_k=None, min_p=None)
+        else:
+            # top_k 0 and min_p 0 are "off", which transformers spells None
+            sampling.update(
+                do_sample=True,
+                temperature=gen.temperature,
+                top_p=gen.top_p,
+                top_k=gen.top_k or None,
+                min_p=gen.min_p or None,
+            )
         generated = self.model.generate(
             **inputs,
             max_new_tokens=gen.max_new_tokens,

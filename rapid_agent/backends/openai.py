@@ -250,8 +250,12 @@ class OpenAIEngine(Engine):
         }
         if gen.seed is not None:
             params["seed"] = gen.seed
-        if self.options.extra_body:
-            params["extra_body"] = self.options.extra_body
+        # vLLM fills a field a request leaves out from the checkpoint's generation_config.json (chat_completion/
+        # protocol.py `to_sampling_params`: user, then server default, then OpenAI's), so every field goes out
+        extended = {"top_k": gen.top_k, "min_p": gen.min_p, "repetition_penalty": gen.repetition_penalty}
+        body = {**(extended if self.options.sampling_fields == "extended" else {}), **self.options.extra_body}
+        if body:
+            params["extra_body"] = body
         if not self._api_key and not any(k.lower() == "authorization" for k in self.options.default_headers):
             params["extra_headers"] = {"Authorization": openai.Omit()}
         return params

@@ -16,6 +16,7 @@ from typing import Any
 from rapid_agent.backends.base import redact
 
 IMAGE_FORMATS = ("PNG", "JPEG")
+SAMPLING_FIELDS = ("extended", "openai")
 # Body keys the engine sets itself: an `extra_body` holding one would break the request or its reading.
 _RESERVED_BODY_KEYS = frozenset({"model", "messages", "stream", "stream_options"})
 
@@ -48,6 +49,15 @@ class OpenAIOptions:
         metadata={
             "help": "Keys merged into every request body, e.g. {'top_k': 20, 'chat_template_kwargs': "
             "{'enable_thinking': False}} for vLLM; they override the sampling settings of the same name."
+        },
+    )
+    sampling_fields: str = field(
+        default="extended",
+        metadata={
+            "help": "Which sampling fields a request carries: 'extended' sends top_k, min_p and repetition_penalty "
+            "too, so a vLLM or SGLang server applies the GenerationConfig given rather than the defaults of the "
+            "checkpoint's generation_config.json for fields left out; 'openai' only OpenAI's own (for servers, "
+            "such as api.openai.com, that reject the others)."
         },
     )
     api_key: str | None = field(
@@ -88,6 +98,8 @@ class OpenAIOptions:
         if not isinstance(self.image_format, str) or self.image_format.upper() not in IMAGE_FORMATS:
             raise ValueError(f"image_format must be one of {IMAGE_FORMATS}, got {self.image_format!r}")
         object.__setattr__(self, "image_format", self.image_format.upper())
+        if self.sampling_fields not in SAMPLING_FIELDS:
+            raise ValueError(f"sampling_fields must be one of {SAMPLING_FIELDS}, got {self.sampling_fields!r}")
         if not isinstance(self.stream_usage, bool):
             raise ValueError(f"stream_usage must be true or false, got {self.stream_usage!r}")
 

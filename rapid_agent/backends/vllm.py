@@ -81,8 +81,16 @@ class VLLMEngine(Engine):
         """One `LLM.chat` call for the whole batch; if it raises, each request is retried alone to isolate it."""
         if not requests:
             return []
+        # every field explicit, as every engine applies them (vLLM's own defaults agree today: sampling_params.py
+        # ~304-321; `vllm serve` instead fills unset fields from generation_config.json)
         params = self._sampling_params(
-            temperature=gen.temperature, top_p=gen.top_p, max_tokens=gen.max_new_tokens, seed=gen.seed
+            temperature=gen.temperature,
+            top_p=gen.top_p,
+            top_k=gen.top_k,
+            min_p=gen.min_p,
+            repetition_penalty=gen.repetition_penalty,
+            max_tokens=gen.max_new_tokens,
+            seed=gen.seed,
         )
         conversations: list[list[dict] | Exception] = []
         for request in requests:
