@@ -16,6 +16,7 @@ from trl import GRPOConfig
 
 from rapid_agent.backends import parse_spec
 from rapid_agent.config import DEFAULT_REASONER
+from rapid_agent.inputs import DEFAULT_MAX_PIXELS
 from rapid_agent.perception import DEFAULT_MODE, MODES, has_caption, has_solution
 from rapid_agent.rl.zero3 import check_frozen_placement
 
@@ -50,6 +51,13 @@ def _options(name: str, value: Any) -> dict:
     _check(isinstance(parsed, dict), name, value, "be a mapping of option names to values")
     _check(all(isinstance(k, str) for k in parsed), name, value, "have string keys")
     return dict(parsed)
+
+
+def rollout_context_length(config: RapidRLConfig) -> int:
+    """Tokens one rollout request may need: its text, one image at the pixel budget (at most budget / 28^2 image
+    tokens: Qwen's smart_resize keeps the area within the budget), and the completion."""
+    image_tokens = (config.max_pixels or DEFAULT_MAX_PIXELS) // (28 * 28)
+    return config.max_prompt_text_tokens + image_tokens + config.max_completion_length
 
 
 @dataclass
@@ -134,6 +142,15 @@ class RapidRLConfig(GRPOConfig):
             "images reach vLLM already on the grid it gives, so every path makes the same image tokens."
         },
     )
+    max_prompt_text_tokens: int = field(
+        default=1024,
+        metadata={
+            "help": "Room for the text of one prompt (chat template, instructions, question) when sizing vLLM's "
+            "context: `vllm_max_model_length`, when unset, is this plus the image tokens of `max_pixels` plus "
+            "`max_completion_length` (vLLM refuses to start when one request of the model's full 128k context "
+            "does not fit its cache)."
+        },
+    )
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters on the language model only."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator."})
@@ -176,6 +193,8 @@ class RapidRLConfig(GRPOConfig):
             import torch
 
             self.bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        if self.use_vllm and self.vllm_max_model_length is None:
+            self.vllm_max_model_length = rollout_context_length(self)
         if getattr(self, "activation_checkpointing", False) is None:
             # TRL's default arrives under transformers' deprecated name, which warns on every config (transformers
             # 5.17, the lent GPU machine's, knows only `gradient_checkpointing`: then there is nothing to move)
@@ -195,6 +214,8 @@ class RapidRLConfig(GRPOConfig):
         _check(self.world_train_size >= 1, "world_train_size", self.world_train_size, "be >= 1")
         _check(self.world_test_size >= 1, "world_test_size", self.world_test_size, "be >= 1")
         _check(self.max_pixels is None or self.max_pixels >= 28 * 28, "max_pixels", self.max_pixels, "be >= 784")
+        text = self.max_prompt_text_tokens
+        _check(text >= 1, "max_prompt_text_tokens", text, "be >= 1")
         _check(self.lora_r >= 1, "lora_r", self.lora_r, "be >= 1")
         _check(self.lora_alpha >= 1, "lora_alpha", self.lora_alpha, "be >= 1")
         _check(0 <= self.lora_dropout < 1, "lora_dropout", self.lora_dropout, "be in [0, 1)")

@@ -172,3 +172,21 @@ def test_cli_help_lists_every_option(capsys) -> None:
 def test_cli_without_stage_prints_usage(capsys) -> None:
     assert cli([]) == 0 and "grpo" in capsys.readouterr().out
     assert cli(["train"]) == 2
+
+
+@pytest.mark.parametrize("recipe", PAPER_RECIPES, ids=lambda p: p.name)
+def test_vllm_gets_a_context_sized_to_the_prompt_and_completion_budgets(tmp_path, recipe: Path) -> None:
+    """Left unset, vLLM asks for the model's 128k context and refuses to start when one such request does not fit
+    its cache (vllm/v1/core/kv_cache_planning.py, check_enough_kv_cache_memory)."""
+    stage = recipe.stem.rsplit("_", 1)[-1]
+    (config,) = TrlParser(STAGES[stage]).parse_args_and_config(
+        ["--config", str(recipe), "--output_dir", str(tmp_path)]
+    )
+    assert config.use_vllm
+    text, image, completion = config.max_prompt_text_tokens, config.max_pixels // (28 * 28), 1024
+    assert config.max_completion_length == completion and image == 1280
+    assert config.vllm_max_model_length == text + image + completion == 3328
+    (explicit,) = TrlParser(STAGES[stage]).parse_args_and_config(
+        ["--config", str(recipe), "--output_dir", str(tmp_path), "--vllm_max_model_length", "8192"]
+    )
+    assert explicit.vllm_max_model_length == 8192
