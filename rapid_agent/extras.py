@@ -6,6 +6,7 @@ OpenAI-compatible and LangChain engines, tracing. The rest comes with an extra:
     hf      transformers engines in process (torch, transformers, accelerate, gguf)
     rl      VPO/GRPO training (`python -m rapid_agent.rl`): hf plus trl, peft, datasets, matplotlib, tensorboard
     vllm    vLLM engines in process (GPU machines)
+    deepspeed  rl plus DeepSpeed, which the paper recipes train under (ZeRO-2/3)
     serve   the OpenAI-compatible server (`python -m rapid_agent serve`)
     demo    the offline demo (`python -m rapid_agent demo`): rl plus what its report draws with
     all     everything but vllm (which pins its own torch)
@@ -23,6 +24,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "hf": ("torch", "transformers", "accelerate", "gguf"),
     "rl": ("torch", "transformers", "trl", "peft", "datasets", "matplotlib", "accelerate"),
     "vllm": ("vllm",),
+    "deepspeed": ("deepspeed",),
     "serve": ("fastapi", "uvicorn"),
     "demo": ("torch", "transformers", "trl", "peft", "datasets", "matplotlib", "accelerate"),
 }

@@ -7,6 +7,7 @@ into a config, and `rapid_agent.rl.train.main` does the rest. `--help` after a s
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from rapid_agent.telemetry.setup import setup_tracing, split_trace_argument
@@ -30,6 +31,25 @@ stages:
 `python -m rapid_agent.rl vpo --help` lists every option; recipes live in rl/recipes/."""
 
 
+def require_deepspeed(args: list[str]) -> None:
+    """Under DeepSpeed (`accelerate launch` with a ZeRO config, or `--deepspeed`), fail first with the extra to
+    install: without it the config's own DeepSpeed setup fails deep inside transformers or accelerate."""
+    asked = os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() in ("1", "true", "yes") or any(
+        a == "--deepspeed" or a.startswith("--deepspeed=") for a in args
+    )
+    if not asked:
+        return
+    try:
+        import deepspeed  # noqa: F401
+    except ImportError as exc:
+        from rapid_agent.extras import MissingExtraError, missing_extra
+
+        error = missing_extra("deepspeed", "training under DeepSpeed ZeRO (the paper recipes)", exc)
+        if not isinstance(error, MissingExtraError):
+            raise  # deepspeed is there but broken: its own error says more
+        raise SystemExit(f"error: {error}") from None
+
+
 def cli(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in STAGES:
@@ -38,6 +58,7 @@ def cli(argv: list[str] | None = None) -> int:
     from trl import TrlParser
 
     stage = argv[0]
+    require_deepspeed(argv[1:])
     trace, trace_content, rest = split_trace_argument(argv[1:])  # --trace console|otlp|FILE.jsonl, as every command
     setup_tracing(trace, capture_content=trace_content)
     parser = TrlParser(STAGES[stage], prog=f"python -m rapid_agent.rl {stage}")
