@@ -1,8 +1,8 @@
 """The math-verify half of answer checking: the code that runs inside the checking worker processes.
 
 Everything here may call sympy, and sympy can run for ever holding the GIL (`10^{10^{8}}` against `3`), so it only
-ever runs in a worker process (`python -m rapid_agent._math_check`, the `serve` loop at the end) that
-`rapid_agent._verify_pool` kills when its time is up. math-verify's own signal-based
+ever runs in a worker process (this file run as its main module: the `serve` loop at the end) that
+`rapid_agent._verify_pool` kills when its time is up. It imports math-verify and the standard library only. math-verify's own signal-based
 timeouts are therefore switched off (`parsing_timeout=None`, `timeout_seconds=None`): the pool is the one bound.
 Always `verify(gold, pred)`, gold first: math-verify is not symmetric. The one exception to "workers only" is
 `string_extract`, pure regex, which the caller runs in-process.
@@ -124,7 +124,7 @@ def string_extract(text: str, strings: tuple[str, ...], anchored_only: bool) -> 
     return found[0] if found else None
 
 
-# --- the worker process (`python -m rapid_agent._math_check`, started by rapid_agent._verify_pool) -----------------
+# --- the worker process (this file as `__main__`, started by rapid_agent._verify_pool) ---------------------------
 
 #: what a worker may be asked to run (string_extract runs in the caller)
 FUNCTIONS = {f.__name__: f for f in (math_equal, matching_choices, extract, raw_verify)}

@@ -5,10 +5,11 @@ and no `signal.alarm` can end that in the calling process. Checks that need symp
 and a worker whose check passes its time bound is killed and replaced.
 
 How this departs from `multiprocessing` (and pebble, which this replaced):
-- Workers are fresh interpreters started as `python -m rapid_agent._math_check`, speaking JSON lines over their
-  stdin/stdout. They never re-import the caller's `__main__`, so checks give the same verdict from a script, a
-  script without a `__main__` guard, a heredoc on stdin, `python -c`, a REPL, a notebook, a thread, a forked child
-  or a process started by spawn. A worker finds the library on the caller's own `sys.path`.
+- Workers are fresh interpreters running `rapid_agent/_math_check.py` as their main module, speaking JSON lines
+  over their stdin/stdout. They never re-import the caller's `__main__`, so checks give the same verdict from a
+  script, a script without a `__main__` guard, a heredoc on stdin, `python -c`, a REPL, a notebook, a thread, a
+  forked child or a process started by spawn. A worker imports math-verify from the caller's own `sys.path` and
+  nothing of this package, so a source checkout in the working folder cannot shadow the installed library.
 - A check's time bound counts the CPU time its worker spent on it, not wall time: on a loaded machine (more busy
   processes than cores) a check gets the same budget of work as on an idle one, so the verdict does not depend on
   load, and time spent waiting for a free worker or for one to start counts for nothing. A generous wall-clock
@@ -25,6 +26,7 @@ How this departs from `multiprocessing` (and pebble, which this replaced):
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import json
 import os
 import queue
@@ -96,6 +98,21 @@ def _worker_env() -> dict[str, str]:
     return env
 
 
+#: runs the worker module's file as `__main__` with the caller's working folder off `sys.path` (python -c puts it
+#: first): a folder holding another `rapid_agent` (a source checkout beside an installed wheel) cannot shadow it
+_BOOT = "import runpy, sys\nif sys.path and sys.path[0] == '': del sys.path[0]\nrunpy.run_path(sys.argv[1], run_name='__main__')"
+
+
+def _worker_args() -> list[str]:
+    """How the worker starts: its module's file run by path (so the worker imports math-verify and nothing of the
+    package around it), or `-m` where the module is not a plain file (a zip, say)."""
+    spec = importlib.util.find_spec(WORKER_MODULE)
+    origin = spec.origin if spec is not None else None
+    if origin and origin.endswith(".py") and os.path.isfile(origin):
+        return ["-c", _BOOT, origin]
+    return ["-m", WORKER_MODULE]
+
+
 class _Worker:
     """One `python -m rapid_agent._math_check` process: one request at a time, one JSON line each way."""
 
@@ -106,7 +123,7 @@ class _Worker:
         self.stderr = tempfile.TemporaryFile()  # read back only to explain a failed start or a crash
         try:
             self.process = subprocess.Popen(
-                [python, "-m", WORKER_MODULE],
+                [python, *_worker_args()],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=self.stderr,

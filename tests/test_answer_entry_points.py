@@ -58,6 +58,16 @@ def test_a_script_without_a_main_guard(tmp_path):
     assert_all_right(runs)
 
 
+def test_a_script_run_from_a_folder_holding_another_rapid_agent(tmp_path):
+    # a source checkout in the working folder beside an installed library: the workers must not import it
+    shadow = tmp_path / "rapid_agent"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise ImportError('the shadowing copy was imported')\n")
+    (tmp_path / "scripts").mkdir()
+    (tmp_path / "scripts" / "check.py").write_text(CHECK)
+    assert_all_right(run_python(["scripts/check.py"], cwd=tmp_path))
+
+
 def test_a_heredoc_on_stdin(tmp_path):
     # `python - <<EOF ... EOF`: the main module is '<stdin>', which no worker could re-import
     assert_all_right(run_python(["-"], stdin=CHECK, cwd=tmp_path))
