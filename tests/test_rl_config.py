@@ -13,6 +13,7 @@ from trl import TrlParser
 
 from rapid_agent.rl.__main__ import cli
 from rapid_agent.rl.config import STAGE_REWARDS, STAGES, SolutionConfig, VPOConfig
+from rapid_agent.rl.plan import LayoutConfig, Training
 from rapid_agent.rl.rewards import REWARDS
 
 RECIPES = Path(__file__).resolve().parents[1] / "rl" / "recipes"
@@ -96,14 +97,15 @@ def test_valid_config_keeps_trl_fields() -> None:
 def test_every_recipe_loads_and_validates(tmp_path, recipe: Path) -> None:
     stage = recipe.stem.rsplit("_", 1)[-1]
     assert stage in STAGES, f"recipe {recipe.name} must end in _grpo.yaml or _vpo.yaml"
-    (config,) = TrlParser(STAGES[stage]).parse_args_and_config(
+    config, layout = TrlParser((STAGES[stage], LayoutConfig)).parse_args_and_config(
         ["--config", str(recipe), "--output_dir", str(tmp_path)]
     )
     assert isinstance(config, STAGES[stage])
     if "qwen2_5_vl" in recipe.name:  # the paper's settings
         size = re.search(r"qwen2_5_vl_(\d+)b", recipe.name).group(1)
         assert (config.temperature, config.learning_rate, config.max_steps) == (1.0, 1e-6, 200)
-        world = 8  # GPUs the recipes are written for
+        world = Training.read(layout.accelerate_config).processes  # the training GPUs of the recipe's layout
+        assert world == (16 if size == "72" else 8)
         assert config.per_device_train_batch_size * world * config.gradient_accumulation_steps == 256
         assert (config.epsilon, config.epsilon_high, config.loss_type, config.scale_rewards) == (
             0.2,
@@ -120,7 +122,8 @@ def test_every_recipe_loads_and_validates(tmp_path, recipe: Path) -> None:
             )
         else:
             assert (config.num_generations, config.beta, config.caption_penalty) == (4, 1e-3, 0.1)
-            assert config.reasoner == "openai:deepseek-ai/DeepSeek-R1-Distill-Qwen-7B@http://127.0.0.1:8000/v1"
+            # the host is the launcher's to fill in (python -m rapid_agent.rl plan prints the layout)
+            assert config.reasoner == "openai:deepseek-ai/DeepSeek-R1-Distill-Qwen-7B@http://${REASONER_HOST}:8000/v1"
             assert config.strict_answers and config.judge_scope == "all"
             # long reasoning: minutes per request, hundreds of requests in flight
             options = config.options_for(config.reasoner)
@@ -179,14 +182,14 @@ def test_vllm_gets_a_context_sized_to_the_prompt_and_completion_budgets(tmp_path
     """Left unset, vLLM asks for the model's 128k context and refuses to start when one such request does not fit
     its cache (vllm/v1/core/kv_cache_planning.py, check_enough_kv_cache_memory)."""
     stage = recipe.stem.rsplit("_", 1)[-1]
-    (config,) = TrlParser(STAGES[stage]).parse_args_and_config(
+    config, _ = TrlParser((STAGES[stage], LayoutConfig)).parse_args_and_config(
         ["--config", str(recipe), "--output_dir", str(tmp_path)]
     )
     assert config.use_vllm
     text, image, completion = config.max_prompt_text_tokens, config.max_pixels // (28 * 28), 1024
     assert config.max_completion_length == completion and image == 1280
     assert config.vllm_max_model_length == text + image + completion == 3328
-    (explicit,) = TrlParser(STAGES[stage]).parse_args_and_config(
+    explicit, _ = TrlParser((STAGES[stage], LayoutConfig)).parse_args_and_config(
         ["--config", str(recipe), "--output_dir", str(tmp_path), "--vllm_max_model_length", "8192"]
     )
     assert explicit.vllm_max_model_length == 8192
