@@ -11,7 +11,9 @@ The official `openai` client speaks the protocol: base URL, auth and extra heade
   minutes, and it cannot bound an attempt in wall-clock time;
 - per-sample isolation: a request that fails, or whose reply is malformed (see `openai_wire`), becomes an
   `EngineError` in the result list, redacted and bounded; the rest of the batch is unaffected;
-- at most `max_concurrency` requests in flight per event loop, one client (one connection pool) per loop.
+- at most `max_concurrency` requests in flight per event loop, one client (one connection pool) per loop and server;
+- several servers of one model (`openai:<model>@<url>,<url>,...`): least outstanding requests first, a server that
+  cannot be reached taken out while the others carry on (`openai_servers.ServerPool`).
 
 Its settings, and their defaults for long reasoning at scale, are `OpenAIOptions`.
 """
@@ -44,6 +46,7 @@ from tenacity import (
 from rapid_agent.backends.base import ChatRequest, Completion, Engine, EngineError, GenerationConfig, Role, redact
 from rapid_agent.backends.images import openai_messages
 from rapid_agent.backends.openai_options import OpenAIOptions
+from rapid_agent.backends.openai_servers import ServerPool
 from rapid_agent.backends.openai_wire import ChatReply, MalformedResponse, StreamReader, read_completion
 
 _RETRY_STATUSES = frozenset({408, 429})
@@ -68,14 +71,15 @@ class _Rejected(EngineError):
 
 @dataclass
 class _LoopState:
-    client: openai.AsyncOpenAI
+    clients: list[openai.AsyncOpenAI]  # one per server
     semaphore: asyncio.Semaphore
 
 
 class OpenAIEngine(Engine):
     """Chat completions over HTTP with bounded concurrency, retries and streaming.
 
-    `base_url` is the OpenAI-style base used as given, e.g. `http://127.0.0.1:8000/v1`. `options` are the fields of
+    `base_url` is the OpenAI-style base used as given, e.g. `http://127.0.0.1:8000/v1`, or several of them separated
+    by commas (servers of the same model, see `openai_servers`). `options` are the fields of
     `OpenAIOptions` (timeouts, concurrency, retries, `extra_body`, API key, headers, image format), each checked
     with a message naming it. With no API key (neither `api_key` nor the `api_key_env` variable), no Authorization
     header is sent: a local server.
@@ -87,13 +91,16 @@ class OpenAIEngine(Engine):
     known_options = tuple(f.name for f in fields(OpenAIOptions))
 
     def __init__(self, model: str, *, base_url: str, role: Role, **options: Any) -> None:
-        if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
+        urls = [u.strip().rstrip("/") for u in base_url.split(",")] if isinstance(base_url, str) else [base_url]
+        for url in urls:
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                raise ValueError(f"base_url must start with http:// or https://, got {url!r}")
         self.options = OpenAIOptions.from_kwargs(options)
         self.model = model
         self.role = role
-        self.base_url = base_url.rstrip("/")
-        self.url = self.base_url + "/chat/completions"
+        self.base_url = urls[0]
+        self.url = self.base_url + "/chat/completions" + (f" (+{len(urls) - 1} more)" if len(urls) > 1 else "")
+        self._servers = ServerPool(urls, cooldown_s=self.options.server_cooldown_s)
         self.spec = f"openai:{model}@{base_url}"
         self.stream_usage = self.options.stream_usage  # turned off when a server rejects stream_options
         self._api_key = self.options.api_key or os.environ.get(self.options.api_key_env)
@@ -195,7 +202,8 @@ class OpenAIEngine(Engine):
         with self._lock:
             state = self._states.pop(asyncio.get_running_loop(), None)
         if state is not None:
-            await state.client.close()
+            for client in state.clients:
+                await client.close()
 
     def close(self) -> None:
         """Forget every loop's client; clients of loops still running are closed on their loop."""
@@ -204,7 +212,8 @@ class OpenAIEngine(Engine):
             self._states.clear()
         for loop, state in states:
             if loop.is_running() and not loop.is_closed():
-                asyncio.run_coroutine_threadsafe(state.client.close(), loop)
+                for client in state.clients:
+                    asyncio.run_coroutine_threadsafe(client.close(), loop)
 
     def __repr__(self) -> str:
         return f"OpenAIEngine({self.spec!r}, role={self.role!r})"
@@ -220,15 +229,15 @@ class OpenAIEngine(Engine):
                 for old in [old for old in self._states if old.is_closed()]:
                     del self._states[old]
                 state = self._states[loop] = _LoopState(
-                    self._client(), asyncio.Semaphore(self.options.max_concurrency)
+                    [self._client(url) for url in self._servers.urls], asyncio.Semaphore(self.options.max_concurrency)
                 )
             return state
 
-    def _client(self) -> openai.AsyncOpenAI:
+    def _client(self, base_url: str) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
             # The client insists on a key; without one the Authorization header is dropped per request (_params).
             api_key=self._api_key or "no-key",
-            base_url=self.base_url,
+            base_url=base_url,
             timeout=openai.Timeout(
                 self.options.timeout_s, connect=min(self.options.connect_timeout_s, self.options.timeout_s)
             ),
@@ -277,7 +286,7 @@ class OpenAIEngine(Engine):
                 with attempt:
                     async with state.semaphore:
                         t0 = time.perf_counter()
-                        body = await self._attempt(state.client, params)
+                        body = await self._attempt(state, params)
                         latency = time.perf_counter() - t0
         except _Retryable as exc:
             raise EngineError(f"{self.url}: {exc}; gave up after {self.options.max_retries + 1} attempt(s)") from None
@@ -293,15 +302,18 @@ class OpenAIEngine(Engine):
         meta = {"attempts": retrying.statistics["attempt_number"], "elapsed_s": time.perf_counter() - started}
         return self._completion(reply, latency, meta)
 
-    async def _attempt(self, client: openai.AsyncOpenAI, params: dict[str, Any]) -> str:
-        """One request, bounded in wall-clock time; returns the response body as text."""
+    async def _attempt(self, state: _LoopState, params: dict[str, Any]) -> str:
+        """One request to the server the pool picks, bounded in wall-clock time; returns the response body as text."""
+        server = self._servers.acquire()
         try:
             # wait_for bounds the whole attempt; the client's own timeout is per read.
             raw = await asyncio.wait_for(
-                client.chat.completions.with_raw_response.create(**params), self.options.timeout_s
+                state.clients[server].chat.completions.with_raw_response.create(**params), self.options.timeout_s
             )
         except Exception as exc:
-            raise self._failure(exc) from (None if isinstance(exc, openai.APIStatusError) else exc)
+            raise self._failure(exc, server) from (None if isinstance(exc, openai.APIStatusError) else exc)
+        finally:
+            self._servers.release(server)
         return raw.http_response.text
 
     async def _open_stream(self, state: _LoopState, params: dict[str, Any]) -> tuple[Any, int, float]:
@@ -313,23 +325,32 @@ class OpenAIEngine(Engine):
                 with attempt:
                     await state.semaphore.acquire()
                     opened_at = time.perf_counter()
+                    # a stream counts as outstanding on its server while it opens (its reading is bounded apart)
+                    server = self._servers.acquire()
                     try:
                         stream = await asyncio.wait_for(
-                            state.client.chat.completions.create(**params), self.options.timeout_s
+                            state.clients[server].chat.completions.create(**params), self.options.timeout_s
                         )
                     except BaseException as exc:
                         state.semaphore.release()
                         if not isinstance(exc, Exception):
                             raise
-                        raise self._failure(exc) from (None if isinstance(exc, openai.APIStatusError) else exc)
+                        raise self._failure(exc, server) from (None if isinstance(exc, openai.APIStatusError) else exc)
+                    finally:
+                        self._servers.release(server)
         except _Retryable as exc:
             raise EngineError(f"{self.url}: {exc}; gave up after {self.options.max_retries + 1} attempt(s)") from None
         return stream, retrying.statistics["attempt_number"], opened_at
 
-    def _failure(self, exc: Exception) -> Exception:
-        """Sort a failed attempt into retryable (`_Retryable`) or final (`EngineError`)."""
+    def _failure(self, exc: Exception, server: int | None = None) -> Exception:
+        """Sort a failed attempt into retryable (`_Retryable`) or final (`EngineError`). A server that could not be
+        reached is taken out of the pool, and with another one live the retry goes at once."""
         if isinstance(exc, (asyncio.TimeoutError, openai.APITimeoutError)):
             return _Retryable(f"timed out after {self.options.timeout_s:g}s")
+        if isinstance(exc, openai.APIConnectionError) and server is not None and len(self._servers.urls) > 1:
+            words = _connection_words(exc)
+            others = self._servers.take_out(server, words)
+            return _Retryable(f"{self._servers.urls[server]}: {words}", 0.0 if others else None)
         if isinstance(exc, openai.APIStatusError):
             status, words = exc.status_code, _api_error_words(exc)
             if status in _RETRY_STATUSES or status >= 500:

@@ -40,6 +40,13 @@ class OpenAIOptions:
         metadata={"help": "The first retry's wait; it doubles per retry (with jitter) up to max_backoff_s."},
     )
     max_backoff_s: float = field(default=60.0, metadata={"help": "The longest wait between retries of our choosing."})
+    server_cooldown_s: float = field(
+        default=30.0,
+        metadata={
+            "help": "With several servers (openai:<model>@<url>,<url>,...): how long one that could not be reached "
+            "is left out before it gets requests again."
+        },
+    )
     max_retry_after_s: float = field(
         default=120.0,
         metadata={"help": "The longest wait a server's Retry-After may impose; longer hints are cut to this."},
@@ -88,6 +95,7 @@ class OpenAIOptions:
         _integer("max_retries", self.max_retries, minimum=0)
         _number("backoff_s", self.backoff_s, minimum=0)
         _number("max_backoff_s", self.max_backoff_s, minimum=0)
+        _number("server_cooldown_s", self.server_cooldown_s, minimum=0)
         _number("max_retry_after_s", self.max_retry_after_s, minimum=0)
         object.__setattr__(self, "extra_body", _extra_body(self.extra_body))
         object.__setattr__(self, "default_headers", _headers(self.default_headers))
