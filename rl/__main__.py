@@ -69,7 +69,7 @@ def cli(argv: list[str] | None = None) -> int:
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
     from trl import TrlParser
 
-    from rapid_agent.rl.plan import LayoutConfig, fill_hosts
+    from rapid_agent.rl.plan import LayoutConfig
 
     command, rest = argv[0], argv[1:]
     stage = recipe_stage(rest) if command == "plan" else command
@@ -87,7 +87,6 @@ def cli(argv: list[str] | None = None) -> int:
     setup_tracing(trace, capture_content=trace_content)
     parser = TrlParser((STAGES[stage], LayoutConfig), prog=f"python -m rapid_agent.rl {stage}")
     config, _ = parser.parse_args_and_config(rest)
-    fill_hosts(config)  # ${ROLLOUT_HOST} and the like, which the launcher sets
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from rapid_agent.rl.train import main
 

@@ -172,6 +172,9 @@ def main(stage: str, config: RapidRLConfig) -> Any:
     """Train one stage to the end: checkpoints, metrics.csv and curves.png land in `config.output_dir`."""
     if stage not in STAGES or not isinstance(config, STAGES[stage]):
         raise ValueError(f"stage {stage!r} needs a {STAGES.get(stage, RapidRLConfig).__name__}")
+    from rapid_agent.rl.plan import fill_hosts
+
+    fill_hosts(config)  # ${ROLLOUT_HOST} and the like in the recipe, which the launcher sets
     trainer = build_trainer(config)
     result = trainer.train(resume_from_checkpoint=resolve_resume(config.resume_from_checkpoint, config.output_dir))
     trainer.save_model(config.output_dir)
