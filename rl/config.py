@@ -175,6 +175,23 @@ class RapidRLConfig(GRPOConfig):
             "must name vpo and may add format."
         },
     )
+    dynamic_sampling: bool = field(
+        default=False,
+        metadata={
+            "help": "DAPO's dynamic sampling: drop the groups whose rewards do not differ (zero advantage: all right "
+            "or all wrong) and generate on further prompts until the step's batch holds only informative groups or "
+            "`dynamic_sampling_max_rounds` run out. Off by default (the paper's VPO); the share of such groups is "
+            "logged either way (<stage>/zero_variance_groups). Needs scale_rewards 'group' or 'none'."
+        },
+    )
+    dynamic_sampling_max_rounds: int = field(
+        default=3,
+        metadata={
+            "help": "Generation rounds per step at most with `dynamic_sampling` (each a full generation batch, its "
+            "reasoner calls paid); then the step trains on the informative groups found, topped up with "
+            "zero-variance ones (advantage zero) to the batch's size."
+        },
+    )
     plot_curves: bool = field(
         default=True, metadata={"help": "Write curves.png (reward and caption-validity per step) at the end."}
     )
@@ -200,6 +217,7 @@ class RapidRLConfig(GRPOConfig):
             # 5.17, the lent GPU machine's, knows only `gradient_checkpointing`: then there is nothing to move)
             self.activation_checkpointing = self.gradient_checkpointing
         super().__post_init__()
+        self._check_dynamic_sampling()  # after TRL's: it settles steps_per_generation
 
     def _check_rapid_fields(self) -> None:
         _check(bool(str(self.model_name_or_path).strip()), "model_name_or_path", self.model_name_or_path, "be set")
@@ -225,6 +243,35 @@ class RapidRLConfig(GRPOConfig):
         _check(procs is None or procs >= 1, "dataset_num_proc", procs, "be >= 1")
         _check(0 <= self.min_kept_fraction <= 1, "min_kept_fraction", self.min_kept_fraction, "be in [0, 1]")
         self._check_rewards()
+
+    def _check_dynamic_sampling(self) -> None:
+        rounds = self.dynamic_sampling_max_rounds
+        _check(rounds >= 1, "dynamic_sampling_max_rounds", rounds, "be >= 1")
+        if not self.dynamic_sampling:
+            return
+        # a group's advantages must not depend on the other groups, so that dropping some leaves the rest's as TRL
+        # computed them (`rapid_agent.rl.dynamic`)
+        _check(
+            self.scale_rewards in ("group", "none"),
+            "scale_rewards",
+            self.scale_rewards,
+            "be 'group' or 'none' with dynamic_sampling (a batch-wide std changes when groups are dropped)",
+        )
+        aggregation = self.multi_objective_aggregation
+        _check(
+            aggregation == "sum_then_normalize",
+            "multi_objective_aggregation",
+            aggregation,
+            "be 'sum_then_normalize' with dynamic_sampling",
+        )
+        rows = self.per_device_train_batch_size * self.steps_per_generation
+        _check(
+            rows % self.num_generations == 0,
+            "per_device_train_batch_size x steps_per_generation",
+            rows,
+            f"be a multiple of num_generations ({self.num_generations}) with dynamic_sampling, so that every process "
+            "holds whole groups",
+        )
 
     def _check_rewards(self) -> None:
         allowed = STAGE_REWARDS[self.stage]

@@ -1,4 +1,6 @@
-"""The two training stages on TRL's `GRPOTrainer`: nothing is subclassed, the stages differ only in their rewards.
+"""The two training stages on TRL's `GRPOTrainer`: the stages differ only in their rewards. The trainer is
+`rapid_agent.rl.dynamic.DynamicSamplingTrainer`, TRL's with one method wrapped: it logs the share of groups that
+teach nothing and, with `dynamic_sampling`, trains on informative groups only (off, its batches are TRL's).
 
     grpo   rule-rewarded GRPO on tentative solutions (accuracy of the boxed answer, optional format reward)
     vpo    Visual Perception Optimisation: the RAPID graph's verdict on each sampled caption is the reward
@@ -25,6 +27,7 @@ from rapid_agent.backends import Engine, GenerationConfig, load_engine, parse_sp
 from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
 from rapid_agent.rl.config import STAGES, RapidRLConfig, SolutionConfig, VPOConfig
 from rapid_agent.rl.data import load_train_dataset
+from rapid_agent.rl.dynamic import DynamicSamplingTrainer
 from rapid_agent.rl.judge import CaptionJudge, PolicyJudge, build_judge
 from rapid_agent.rl.metrics import CURVES_PNG, METRICS_CSV, CsvLogger, plot_curves
 from rapid_agent.rl.models import load_captioner, peft_config
@@ -135,7 +138,7 @@ def build_trainer(
     if len(dataset) == 0:
         raise ValueError("train_dataset is empty: there is nothing to train on")
     funcs, _, judge_ = stage_rewards(config, reasoner=reasoner, judge=judge, templates=templates)
-    trainer = GRPOTrainer(
+    trainer = DynamicSamplingTrainer(
         model=model,
         reward_funcs=funcs,
         args=config,

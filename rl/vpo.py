@@ -13,7 +13,8 @@ How it departs from a plain rule reward: the score depends on what frozen models
 whose lists disagree in length is a caller bug and raises before any reasoner is paid for; a malformed sample (no
 text, no gold answer, bad choices) is skipped (`None`, which TRL >= 1.6 leaves out of the advantage baseline) with
 its reason logged; a sample whose reasoner calls failed after `retries` rounds (tenacity, exponential waits) is
-skipped too. There is always exactly one reward per completion.
+skipped too. There is always exactly one reward per completion. The function counts the reasoner requests it has
+sent (`reasoner_calls`, retries included), which the trainer logs per step (`rapid_agent.rl.dynamic`).
 """
 
 from __future__ import annotations
@@ -202,6 +203,8 @@ def vpo_reward(
             for r, i in pending:
                 by_reasoner.setdefault(r, []).append(i)
 
+            vpo.reasoner_calls += len(pending)  # type: ignore[attr-defined]  # paid, whatever comes back
+
             async def all_reasoners() -> list[list[dict]]:
                 runs = [asolve_batch([inputs[i] for i in idx], context=contexts[r]) for r, idx in by_reasoner.items()]
                 return list(await asyncio.gather(*runs))
@@ -265,6 +268,7 @@ def vpo_reward(
     vpo.__name__ = "vpo"
     vpo.judge = judge if penalise else None  # type: ignore[attr-defined]  # for inspection and tests
     vpo.labels = labels  # type: ignore[attr-defined]
+    vpo.reasoner_calls = 0  # type: ignore[attr-defined]  # requests sent so far, retries included (per process)
     return vpo
 
 
