@@ -1,8 +1,9 @@
 """The RAPID state machine: perceive -> reason -> score, built and compiled once.
 
     START -> perceive --(error, or no reasoner: perception only)--> END
-                 \\-> reason --(error)--> END
-                         \\-> score -> END      (the answer read; with a gold answer, its verdict)
+                 |\\-> reason --(error)--> END
+                 |        \\-> score -> END      (the answer read; with a gold answer, its verdict)
+                 \\-(mode direct: the captioner answered)-> score
 
 Backends and mode come from the per-call `RapidContext`: `graph.invoke(sample, context=RapidContext(...))`.
 A sample carrying `captioner_output` is perceived already: perceive splits it and calls no captioner.
@@ -28,6 +29,7 @@ from langgraph.runtime import get_runtime
 from rapid_agent.config import RapidContext
 from rapid_agent.graphs.nodes import perceive, reason, score
 from rapid_agent.graphs.state import RapidInput, RapidState
+from rapid_agent.perception import DIRECT
 
 
 def run_sync(coro: Awaitable) -> object:
@@ -54,11 +56,15 @@ def _node(afunc: Callable[[RapidState], Awaitable[dict]]) -> RunnableLambda:
     return RunnableLambda(_sync(afunc), afunc=afunc, name=afunc.__name__)
 
 
-def after_perceive(state: RapidState) -> Literal["reason", "__end__"]:
+def after_perceive(state: RapidState) -> Literal["reason", "score", "__end__"]:
+    if state.get("errors"):
+        return END
+    if state.get("mode") == DIRECT:  # the captioner's output is the answer: no reasoner, with or without one
+        return "score"
     runtime = get_runtime(RapidContext)  # None when `update_state` (a Studio edit) routes outside any run
     context = runtime.context if runtime is not None else None
     perception_only = context is not None and context.reasoner is None
-    return END if state.get("errors") or perception_only else "reason"
+    return END if perception_only else "reason"
 
 
 def after_reason(state: RapidState) -> Literal["score", "__end__"]:

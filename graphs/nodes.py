@@ -1,5 +1,7 @@
 """The graph's nodes: perceive (captioner tool), reason (hot-swappable reasoner), score (answer check).
 
+Score checks the reasoner's output, or in mode `direct` (the captioner answering alone) the captioner's.
+
 Each node is an async function `state -> partial state` reading its engines and mode from the run's context, so
 one compiled graph serves any captioner/reasoner pair. An engine failure is recorded in `errors` and ends that
 sample's run; it never raises out of the graph. Requests go through each engine's micro-batcher, except when the
@@ -25,7 +27,14 @@ from rapid_agent.backends.batching import get_batcher, malformed, traced
 from rapid_agent.config import RapidContext
 from rapid_agent.graphs.state import RapidState
 from rapid_agent.inputs import Sample
-from rapid_agent.perception import Perception, captioner_request, check_mode, reasoner_request, split_output
+from rapid_agent.perception import (
+    Perception,
+    answer_key,
+    captioner_request,
+    check_mode,
+    reasoner_request,
+    split_output,
+)
 
 #: the state keys that make up the sample
 SAMPLE_KEYS = ("question", "image", "images", "answer", "choices", "id")
@@ -134,10 +143,11 @@ async def reason(state: RapidState) -> dict:
 async def score(state: RapidState) -> dict:
     context = _context()
     choices = state.get("choices") or ()
+    output = state[answer_key(state["mode"])]
     if state.get("answer") is None:  # nothing to check against: read the answer only
         prediction, _ = await asyncio.to_thread(
             extract_answer,
-            state["reasoner_output"],
+            output,
             choices=choices,
             final_box_only=context.strict_answers,
             timeout_s=context.answer_timeout_s,
@@ -145,7 +155,7 @@ async def score(state: RapidState) -> dict:
         return {"prediction": prediction}
     # hard cases go to a worker process that a timeout really ends; the event loop keeps serving other samples
     verdict = await acheck_answer(
-        state["reasoner_output"],
+        output,
         state["answer"],
         choices=choices,
         timeout_s=context.answer_timeout_s,

@@ -7,6 +7,8 @@ tentative solution, and how those parts become the reasoner's request.
     sol       a tentative solution
     cap+sol   caption and solution from one captioner call
     qcap+sol  query-related caption and solution from one call (the paper's default)
+    direct    no reasoner: the captioner answers the question itself, and its output is scored as the answer (the
+              end-to-end baseline; not in `MODES`, which lists the modes that feed a reasoner)
 """
 
 from __future__ import annotations
@@ -20,15 +22,24 @@ from rapid_agent.backends.base import ChatRequest
 from rapid_agent.inputs import DEFAULT_MAX_PIXELS, load_image
 from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
 
-Mode = Literal["none", "cap", "qcap", "sol", "cap+sol", "qcap+sol"]
-MODES: tuple[str, ...] = get_args(Mode)
+Mode = Literal["none", "cap", "qcap", "sol", "cap+sol", "qcap+sol", "direct"]
+#: the captioner answering alone: no reasoner call, the captioner's output goes straight to the answer check
+DIRECT = "direct"
+#: the modes whose perception a reasoner reads
+MODES: tuple[str, ...] = tuple(m for m in get_args(Mode) if m != DIRECT)
 DEFAULT_MODE: Mode = "qcap+sol"
 
 
 def check_mode(mode: str) -> Mode:
-    if mode not in MODES:
-        raise ValueError(f"unknown perception mode {mode!r}; choose one of {', '.join(MODES)}")
+    if mode not in MODES and mode != DIRECT:
+        raise ValueError(f"unknown perception mode {mode!r}; choose one of {', '.join((*MODES, DIRECT))}")
     return mode  # type: ignore[return-value]
+
+
+def answer_key(mode: str) -> str:
+    """The state key holding the text the answer check reads: the reasoner's output, or in mode `direct` the
+    captioner's."""
+    return "captioner_output" if check_mode(mode) == DIRECT else "reasoner_output"
 
 
 def has_caption(mode: str) -> bool:
@@ -44,6 +55,8 @@ def captioner_prompt(mode: str, question: str, prompts: Prompts = DEFAULT_PROMPT
     mode = check_mode(mode)
     if mode == "none":
         return None
+    if mode == DIRECT:
+        return prompts.direct_answer.format(question=question)
     caption = prompts.caption if mode.startswith("cap") else prompts.query_caption.format(question=question)
     if mode in ("cap", "qcap"):
         return caption
@@ -83,7 +96,7 @@ def split_output(mode: str, text: str | None) -> Perception:
     ignored them, the text before a solution tag (or all of it) counts as the caption and the solution is None."""
     mode = check_mode(mode)
     text = (text or "").strip()
-    if mode == "none":
+    if mode in ("none", DIRECT):  # a direct output is the answer itself, no perception for a reasoner
         return Perception(None, None)
     if mode in ("cap", "qcap"):
         return Perception(_tagged(text, "caption") or text or None, None)

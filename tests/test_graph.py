@@ -249,3 +249,16 @@ def test_an_answer_check_that_could_not_run_is_an_error_not_a_wrong_answer(engin
     assert out["correct"] is None and out["prediction"] == "3"  # undecided: neither right nor wrong
     assert out["verdict"] == "verification error: the worker pool is broken"
     assert out["errors"] == ["answer check: verification error: the worker pool is broken"]
+
+
+def test_direct_mode_scores_the_captioners_own_answer_without_a_reasoner(engines):
+    from rapid_agent.prompts import DEFAULT_PROMPTS
+
+    captioner, reasoner = engines
+    question = "How many red circles?"
+    out = solve(scene(3), question, answer="3", captioner=captioner, reasoner=reasoner, mode="direct")
+    assert out["correct"] is True and out["prediction"] == "3" and not out["errors"]
+    assert reasoner.num_calls == 0 and out.get("reasoner_output") is None and "reasoner" not in out["engines"]
+    assert captioner.calls[0][0].prompt == DEFAULT_PROMPTS.direct_answer.format(question=question)
+    wrong = solve(scene(2), question, answer="3", captioner=captioner, reasoner=None, mode="direct")
+    assert wrong["correct"] is False and wrong["prediction"] == "2"  # scored with no reasoner configured at all
