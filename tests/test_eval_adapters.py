@@ -152,7 +152,7 @@ def test_benchmark_and_option_syntax() -> None:
             parse_benchmark(bad)
     with pytest.raises(ValueError, match="unknown option 'versoins'"):
         build_adapter("mathverse", {"mathverse": {"versoins": "x"}})
-    assert all(ADAPTERS[name].hub_id for name in ADAPTERS if name != "generic")
+    assert all(ADAPTERS[name].hub_id for name in ADAPTERS if name not in ("generic", "world"))  # those read no hub
 
 
 def _record(sample_id: str, correct: bool, **fields) -> dict:

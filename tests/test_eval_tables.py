@@ -171,3 +171,32 @@ def test_store_keeps_the_latest_record_and_survives_a_cut_line(tmp_path: Path) -
     (tmp_path / "results.jsonl").write_text('{"a": 1}\nnot json\n{"b": 2}\n')
     with pytest.raises(ValueError, match="results.jsonl:2: corrupt record"):
         read_results(tmp_path)
+
+
+def test_a_row_of_several_seeds_is_their_mean_with_its_spread(tmp_path: Path) -> None:
+    from rapid_agent.eval.compare import paired_cell
+    from rapid_agent.eval.tables import metrics_markdown
+
+    # seed 0: all 4 right; seed 1: samples 0 and 1 right. r2 on one seed: 2 of 4
+    records = [rec("mathvista", str(i), True, seed=0) for i in range(4)]
+    records += [rec("mathvista", str(i), i < 2, seed=1) for i in range(4)]
+    records += [rec("mathvista", str(i), i % 2 == 0, reasoner="r2", seed=0) for i in range(4)]
+    summary = summarize(records)
+    cell = summary.rows[0].cells["mathvista"]
+    assert cell.seeds == {"0": 1.0, "1": 0.5} and cell.score == pytest.approx(0.75)
+    assert cell.seed_std == pytest.approx(0.5**0.5 / 2) and cell.metrics["accuracy"] == pytest.approx(0.75)
+    assert cell.items == {"0": 1.0, "1": 1.0, "2": 0.5, "3": 0.5} and (cell.n, cell.scored) == (4, 8)
+    assert cell.interval.method == "bootstrap" and cell.interval.low < 0.75 < cell.interval.high
+    single = summary.rows[1].cells["mathvista"]
+    assert not single.seeds and math.isnan(single.seed_std) and single.interval.method == "wilson"
+    text = to_markdown(summary)
+    assert "| cap | r1 | qcap+sol | 75.0 ±35.4 [" in text and "| cap | r2 | qcap+sol | 50.0 [" in text
+    assert "±: the standard deviation of a row's score over its sampling seeds (2)" in text
+    paths = write_all(summary, tmp_path)
+    first = list(csv.DictReader(paths["csv"].open()))[0]
+    assert (first["mathvista_seeds"], first["mathvista_seed_std"]) == ("2", "0.3536")
+    assert json.loads(paths["json"].read_text())["rows"][0]["benchmarks"]["mathvista"]["seeds"] == {"0": 1.0, "1": 0.5}
+    # the pairing is over each item's mean over seeds: a paired bootstrap, not a right / wrong interval
+    difference = paired_cell(cell, single)
+    assert difference.estimate == pytest.approx(0.25) and difference.interval.method == "bootstrap"
+    assert "| Captioner | Reasoner | Mode | accuracy |" in metrics_markdown(summary, "mathvista")

@@ -4,8 +4,10 @@ A row is paired with its baseline on the items both scored (samples by id, or th
 composite problems, DynaMath's seed questions). Its difference is the mean over those items of row - baseline, with a
 95% interval (`stats`: Agresti & Min's adjusted Wald interval when the items are right / wrong verdicts, a paired
 bootstrap over items for other scores (We-Math); AVG: the benchmarks' differences averaged, their intervals combined
-by MOVER as independent errors), marked `*` when the interval excludes 0. Items one row errored or skipped are left
-out of the pairing, so a difference may be over fewer items than either score; its n says how many.
+by MOVER as independent errors), marked `*` when the interval excludes 0. A bootstrap interval of no width (one item,
+or every paired difference the same) cannot judge anything: such a difference is marked `?`, never beyond noise.
+Items one row errored or skipped are left out of the pairing, so a difference may be over fewer items than either
+score; its n says how many.
 
 Rows are named by selectors (`--rows BASE OTHER ...`): a row number from the table's `#` column, or
 `FIELD=VALUE[,FIELD=VALUE]` over run, captioner, reasoner, mode and settings (a bare VALUE is the reasoner). A value
@@ -17,7 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,8 +31,9 @@ FIELDS = ("run", "captioner", "reasoner", "mode", "settings")
 #: said under every table of differences
 NOTE = (
     "row - baseline in points, over the items both scored (n); 95% interval: Agresti-Min (paired) for right/wrong "
-    "items, a paired bootstrap over items for We-Math, AVG's combined by MOVER; * beyond noise (the interval "
-    "excludes 0)"
+    "items, a paired bootstrap over items for We-Math and for rows of several seeds, AVG's combined by MOVER; "
+    "* beyond noise (the interval excludes 0); ? cannot be judged (an interval of no width: one item, or every "
+    "difference the same)"
 )
 
 
@@ -43,8 +46,15 @@ class Difference:
     interval: Interval = field(default_factory=Interval)
 
     @property
+    def judged(self) -> bool:
+        """Whether the interval can tell noise from an effect: it exists and has width (a bootstrap over one item, or
+        over differences all the same, has none)."""
+        low, high = self.interval.low, self.interval.high
+        return self.n > 0 and not (math.isnan(low) or math.isnan(high)) and high > low
+
+    @property
     def beyond_noise(self) -> bool:
-        return self.interval.excludes(0.0)
+        return self.judged and self.interval.excludes(0.0)
 
     def to_dict(self) -> dict:
         finite = not math.isnan(self.estimate)
@@ -52,6 +62,7 @@ class Difference:
             "n": self.n,
             "difference": self.estimate if finite else None,
             "interval": self.interval.to_dict(),
+            "judged": self.judged,
             "beyond_noise": self.beyond_noise,
         }
 
@@ -68,11 +79,17 @@ class Comparison:
 
 def paired_cell(row: Cell, base: Cell) -> Difference:
     """The paired difference of two cells of one benchmark."""
-    diffs = [row.items[k] - base.items[k] for k in sorted(row.items.keys() & base.items.keys())]
+    return paired_items(row.items, base.items, binary=row.binary and base.binary)
+
+
+def paired_items(row: Mapping[str, float], base: Mapping[str, float], *, binary: bool) -> Difference:
+    """The mean of row - base over the items both have (item id -> value): Agresti-Min's interval when every value
+    is right / wrong (`binary`), else a paired bootstrap over the items' differences."""
+    diffs = [row[k] - base[k] for k in sorted(row.keys() & base.keys())]
     if not diffs:
         return Difference()
     n = len(diffs)
-    if row.binary and base.binary:
+    if binary:
         interval = paired_accuracy(sum(d > 0 for d in diffs), sum(d < 0 for d in diffs), n)
     else:
         interval = bootstrap(diffs)
@@ -170,7 +187,8 @@ def difference_text(d: Difference) -> str:
     text = _points(d.estimate)
     if not math.isnan(d.interval.low):
         text += f" [{_points(d.interval.low)}, {_points(d.interval.high)}]"
-    return f"{text}{' *' if d.beyond_noise else ''} (n={d.n})"
+    mark = " *" if d.beyond_noise else "" if d.judged else " ?"
+    return f"{text}{mark} (n={d.n})"
 
 
 def differences_markdown(

@@ -18,6 +18,12 @@ How this departs from a plain loop over samples:
 - `perceive=False` (the reasoner sweep) reasons over cached perceptions only: the captioner is never loaded nor
   called, the cached perceptions are used whatever captioner options this run was given (the cache's own settings),
   and a sample with none is left unrun and counted in a warning.
+- `seeds` repeat every sample once per sampling seed, which goes into the reasoner's `GenerationConfig` and, when the
+  captioner samples (temperature > 0), into the captioner's: each seed is one draw of the whole pipeline. A greedy
+  captioner's perception is cached once (seed None) and read by every seed. Records carry their seed; a row's score
+  is the mean over its seeds (`summary`).
+- Mode `direct` (the captioner answering alone) has no reasoner: its row's reasoner is `-`, one row whatever
+  `reasoners` lists, and the reasoning pass only scores the cached captioner output through the graph.
 
 What a record's `status` says: `scored` (a verdict), `skipped` (the sample's own data is bad: the adapter refused
 the row, or the graph refused its question, choices, gold or images as `input: ...`; it stays out of the table and
@@ -41,7 +47,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from rapid_agent.api import solve_batch
-from rapid_agent.backends import load_engine
+from rapid_agent.backends import GenerationConfig, load_engine
 from rapid_agent.backends.base import redact
 from rapid_agent.config import RapidContext
 from rapid_agent.eval.adapters import Adapter, EvalSample
@@ -59,10 +65,14 @@ from rapid_agent.eval.store import (
     shard_file,
 )
 from rapid_agent.eval.summary import SUMMARY_FIELDS, Summary, summarize
-from rapid_agent.perception import check_mode
+from rapid_agent.perception import DIRECT, answer_key, check_mode
 from rapid_agent.tracing import eval_batch
 
 NO_CAPTIONER = "-"
+#: the reasoner of a `direct` row: none is called
+NO_REASONER = "-"
+#: the captioner's prompts (its settings); the others are the reasoner's
+PERCEPTION_PROMPTS = ("caption", "query_caption", "solution", "caption_and_solution")
 logger = logging.getLogger(__name__)
 
 
@@ -82,6 +92,13 @@ class EvalConfig:
     retry_errors: bool = field(default=False, metadata={"help": "run again the samples whose run failed (errors)"})
     progress: bool = field(default=True, metadata={"help": "show a progress bar"})
     tables: bool = field(default=True, metadata={"help": "write summary.{md,csv,json,png} when done"})
+    seeds: tuple[int | None, ...] = field(
+        default=(None,),
+        metadata={
+            "help": "sampling seeds: every sample runs once per seed (the reasoner's seed, and a sampling captioner's); "
+            "a row's score is the mean over them. None: the context's own seed"
+        },
+    )
     perceive: bool = field(
         default=True,
         metadata={
@@ -94,8 +111,11 @@ class EvalConfig:
         object.__setattr__(self, "out", Path(self.out))
         object.__setattr__(self, "reasoners", tuple(self.reasoners))
         object.__setattr__(self, "modes", tuple(check_mode(m) for m in self.modes))
-        if not self.reasoners:
+        object.__setattr__(self, "seeds", tuple(self.seeds))
+        if not self.reasoners and any(m != DIRECT for m in self.modes):
             raise ValueError("reasoners: name at least one reasoner")
+        if not self.seeds or len(set(self.seeds)) < len(self.seeds):
+            raise ValueError(f"seeds: name each seed once, at least one (None: the context's), got {self.seeds!r}")
         if not self.modes:
             raise ValueError("modes: name at least one perception mode")
         if self.limit is not None and self.limit < 1:
@@ -143,32 +163,35 @@ class _Run:
         self.lock = threading.Lock()
         # what changes an output is part of its key, so a changed setting starts new records instead of mixing in
         prompts = dataclasses.asdict(context.prompts)
-        perception_prompts = ("caption", "query_caption", "solution", "caption_and_solution")
-        self.perception_settings = fingerprint(
-            {
-                "captioner_gen": dataclasses.asdict(context.captioner_gen),
-                "prompts": {k: prompts[k] for k in perception_prompts},
-                "max_pixels": context.max_pixels,
-            }
-        )
         self.perceptions = {
             k: r
             for k, r in read_records(config.out, PERCEPTIONS, PERCEPTION_KEY).items()
             if not self._retry(r.get("status"))
         }
-        if not config.perceive:
-            self.perception_settings = self._cached_settings()
+        self.perception_settings = {}
+        for mode in config.modes:
+            asked = ("direct_answer",) if mode == DIRECT else PERCEPTION_PROMPTS  # the captioner's prompt(s)
+            own = fingerprint(
+                {
+                    "captioner_gen": dataclasses.asdict(context.captioner_gen),
+                    "prompts": {k: prompts[k] for k in asked},
+                    "max_pixels": context.max_pixels,
+                }
+            )
+            self.perception_settings[mode] = own if config.perceive else self._cached_settings(mode, own)
         judge = config.judge
         self.reason_settings = {
             mode: fingerprint(
                 {
-                    "perception": None if mode == "none" else self.perception_settings,
+                    "perception": None if mode == "none" else self.perception_settings[mode],
                     "reasoner_gen": dataclasses.asdict(context.reasoner_gen),
-                    "prompts": {k: v for k, v in prompts.items() if k not in perception_prompts},
+                    "prompts": {k: v for k, v in prompts.items() if k not in PERCEPTION_PROMPTS},
                     "strict_answers": context.strict_answers,
                     "judge": None if judge is None else [judge.spec, judge.mode, dataclasses.asdict(judge.gen)],
                 }
             )
+            if mode != DIRECT  # no reasoner: its settings and the judge (which reads reasoner outputs) play no part
+            else fingerprint({"perception": self.perception_settings[mode], "strict_answers": context.strict_answers})
             for mode in config.modes
         }
         self.done = {
@@ -182,15 +205,14 @@ class _Run:
         self.bar: tqdm | None = None
         self.tally = [0, 0]  # correct, scored in this run: the progress bar's running accuracy
 
-    def _cached_settings(self) -> str:
-        """With `perceive=False`, the perception settings the cache holds for this captioner: the captioner is not
-        called, so the options this run was given for it do not matter. Its own, when the cache has them too."""
-        modes = set(self.config.modes) - {"none"}
+    def _cached_settings(self, mode: str, own: str) -> str:
+        """With `perceive=False`, the perception settings the cache holds for this captioner in `mode`: the captioner
+        is not called, so the options this run was given for it do not matter. `own`, when the cache has them too."""
         found = {
-            r["settings"] for r in self.perceptions.values() if r["captioner"] == self.captioner and r["mode"] in modes
+            r["settings"] for r in self.perceptions.values() if r["captioner"] == self.captioner and r["mode"] == mode
         }
-        if self.perception_settings in found or not found:
-            return self.perception_settings
+        if own in found or not found:
+            return own
         if len(found) == 1:
             return found.pop()
         raise ValueError(
@@ -198,9 +220,9 @@ class _Run:
             f"({sorted(found)}); give the captioner options of the run whose perceptions to use"
         )
 
-    def cached(self, sample: EvalSample, mode: str) -> bool:
+    def cached(self, sample: EvalSample, mode: str, seed: int | None) -> bool:
         """Whether this sample can run without a captioner call: skipped, text-only, or its perception cached."""
-        return bool(sample.skip) or mode == "none" or self.perception_key(sample, mode) in self.perceptions
+        return bool(sample.skip) or mode == "none" or self.perception_key(sample, mode, seed) in self.perceptions
 
     def open(self) -> None:
         """Open (and lock) this shard's files; only once the engines have loaded, so a failed start writes nothing."""
@@ -220,17 +242,26 @@ class _Run:
         """Load every engine the pending work needs, before any of it starts: the captioner when some sample still
         needs a perception, each reasoner with samples to run, the judge. A failure raises naming role and spec."""
         needed: list[tuple[str, Any, dict]] = []
+        seeds = self.config.seeds
         perceive = any(
-            mode != "none" and self.perception_key(s, mode) not in self.perceptions
+            mode != "none" and self.perception_key(s, mode, seed) not in self.perceptions
             for _, mode, samples in jobs
             for s in samples
-            if s.images and not s.skip and any(self.pending([s], mode, engine_label(r)) for r in self.config.reasoners)
+            for seed in seeds
+            if s.images
+            and not s.skip
+            and any(self.pending([s], mode, label, seed) for _, label in self.reasoners(mode))
         )
         if perceive and self.config.perceive:
             needed.append(("captioner", self.context.captioner, dict(self.context.captioner_options)))
         for reasoner in self.config.reasoners:
             label = engine_label(reasoner)
-            if any(self.pending(samples, mode, label) for _, mode, samples in jobs):
+            if any(
+                self.pending(samples, mode, label, seed)
+                for _, mode, samples in jobs
+                for seed in seeds
+                if mode != DIRECT
+            ):
                 needed.append(("reasoner", reasoner, dict(self.context.reasoner_options)))
         if self.config.judge is not None and needed:
             needed.append(("judge", self.config.judge.engine, {}))
@@ -245,30 +276,46 @@ class _Run:
                 raise RuntimeError(redact(f"{role} {engine_label(spec)!r} could not be loaded: {message}")) from exc
 
     # keys ----------------------------------------------------------------------------------------------------
-    def result_key(self, sample: EvalSample, mode: str, reasoner: str) -> tuple:
+    def reasoners(self, mode: str) -> list[tuple[Any, str]]:
+        """(engine, label) of each reasoner that runs in `mode`: none in mode `direct`."""
+        if mode == DIRECT:
+            return [(None, NO_REASONER)]
+        return [(r, engine_label(r)) for r in self.config.reasoners]
+
+    def result_key(self, sample: EvalSample, mode: str, reasoner: str, seed: int | None) -> tuple:
         captioner = NO_CAPTIONER if mode == "none" else self.captioner
-        return (sample.benchmark, sample.id, mode, captioner, reasoner, self.reason_settings[mode])
+        return (sample.benchmark, sample.id, mode, captioner, reasoner, self.reason_settings[mode], seed)
 
-    def perception_key(self, sample: EvalSample, mode: str) -> tuple:
-        return (sample.benchmark, sample.id, mode, self.captioner, self.perception_settings)
+    def perception_seed(self, seed: int | None) -> int | None:
+        """The seed a perception is drawn with: none for a greedy captioner, whose one output serves every seed."""
+        return None if self.context.captioner_gen.greedy else seed
 
-    def pending(self, samples: Sequence[EvalSample], mode: str, reasoner: str) -> list[EvalSample]:
-        return [s for s in samples if self.result_key(s, mode, reasoner) not in self.done]
+    def perception_key(self, sample: EvalSample, mode: str, seed: int | None) -> tuple:
+        settings = self.perception_settings[mode]
+        return (sample.benchmark, sample.id, mode, self.captioner, settings, self.perception_seed(seed))
+
+    def pending(self, samples: Sequence[EvalSample], mode: str, reasoner: str, seed: int | None) -> list[EvalSample]:
+        return [s for s in samples if self.result_key(s, mode, reasoner, seed) not in self.done]
 
     # the two passes ------------------------------------------------------------------------------------------
     def run_batch(self, adapter: Adapter, mode: str, samples: list[EvalSample]) -> None:
-        reasoners = [(r, engine_label(r)) for r in self.config.reasoners]
-        todo = [s for s in samples if any(self.pending([s], mode, label) for _, label in reasoners)]
+        for seed in self.config.seeds:
+            self.run_seed(adapter, mode, seed, samples)
+
+    def run_seed(self, adapter: Adapter, mode: str, seed: int | None, samples: list[EvalSample]) -> None:
+        reasoners = self.reasoners(mode)
+        todo = [s for s in samples if any(self.pending([s], mode, label, seed) for _, label in reasoners)]
         if not self.config.perceive:  # reason over cached perceptions only; the others wait for a captioner
-            runnable = [s for s in todo if self.cached(s, mode)]
+            runnable = [s for s in todo if self.cached(s, mode, seed)]
             with self.lock:
                 self.uncached += len(todo) - len(runnable)
             todo = runnable
         if not todo:
             return
-        perceptions = {} if mode == "none" else self.perceive(mode, [s for s in todo if not s.skip])
+        perceptions = {} if mode == "none" else self.perceive(mode, seed, [s for s in todo if not s.skip])
         for reasoner, label in reasoners:
-            records = self.reason(adapter, mode, reasoner, label, self.pending(todo, mode, label), perceptions)
+            pending = self.pending(todo, mode, label, seed)
+            records = self.reason(adapter, mode, seed, (reasoner, label), pending, perceptions)
             self.result_writer.append(records)
             with self.lock:
                 self.done.update(record_key(r, RESULT_KEY) for r in records)
@@ -280,12 +327,12 @@ class _Run:
                     if self.tally[1]:
                         self.bar.set_postfix(acc=f"{100 * self.tally[0] / self.tally[1]:.1f}%", refresh=False)
 
-    def perceive(self, mode: str, samples: list[EvalSample]) -> dict[str, dict]:
+    def perceive(self, mode: str, seed: int | None, samples: list[EvalSample]) -> dict[str, dict]:
         """Cached captioner outputs for `samples`, running the captioner (through the graph) only where missing."""
         found: dict[str, dict] = {}
         need: list[EvalSample] = []
         for sample in samples:
-            cached = self.perceptions.get(self.perception_key(sample, mode))
+            cached = self.perceptions.get(self.perception_key(sample, mode, seed))
             if cached is not None:
                 found[sample.id] = cached
             else:
@@ -297,25 +344,29 @@ class _Run:
         # (`input: ...`), which the loop below records as a skip: images are decoded once, inside the graph. Any
         # other failure (`error: ...`, `captioner: ...`) is an error: no verdict on the sample, run again on retry
         runnable = [s for s in need if s.images]
-        new += [self._perception(s, mode, status="skipped", skip_reason="no image") for s in need if not s.images]
+        new += [
+            self._perception(s, mode, seed, status="skipped", skip_reason="no image") for s in need if not s.images
+        ]
         if runnable:
             inputs = [
                 {"id": s.id, "question": s.question, "images": list(s.images), "choices": list(s.choices)}
                 for s in runnable
             ]
-            results = solve_batch(inputs, context=self.context.replace(mode=mode, reasoner=None))
+            gen = _seeded(self.context.captioner_gen, self.perception_seed(seed))
+            results = solve_batch(inputs, context=self.context.replace(mode=mode, reasoner=None, captioner_gen=gen))
             for sample, result in zip(runnable, results, strict=True):
                 errors = list(result.get("errors") or [])
                 if not errors and result.get("captioner_output") is None:
                     errors = ["captioner: no output"]
                 bad_input = _bad_input(errors)
                 if bad_input:
-                    new.append(self._perception(sample, mode, status="skipped", skip_reason=bad_input))
+                    new.append(self._perception(sample, mode, seed, status="skipped", skip_reason=bad_input))
                     continue
                 new.append(
                     self._perception(
                         sample,
                         mode,
+                        seed,
                         status="error" if errors else "ok",
                         captioner_output=result.get("captioner_output"),
                         caption=result.get("caption"),
@@ -330,23 +381,26 @@ class _Run:
                 self.perceptions[record_key(record, PERCEPTION_KEY)] = record
         return found | {r["sample_id"]: r for r in new}
 
-    def _perception(self, sample: EvalSample, mode: str, **values: Any) -> dict:
-        keys = dict(zip(PERCEPTION_KEY, self.perception_key(sample, mode), strict=True))
+    def _perception(self, sample: EvalSample, mode: str, seed: int | None, **values: Any) -> dict:
+        keys = dict(zip(PERCEPTION_KEY, self.perception_key(sample, mode, seed), strict=True))
         return {**keys, **values}
 
     def reason(
         self,
         adapter: Adapter,
         mode: str,
-        reasoner: Any,
-        label: str,
+        seed: int | None,
+        reasoner: tuple[Any, str],
         samples: list[EvalSample],
         perceptions: dict[str, dict],
     ) -> list[dict]:
+        """The reasoning pass: each sample with its cached perception through the graph (`reasoner`: engine and
+        label), scored by its benchmark's rules."""
+        engine, label = reasoner
         records: list[dict] = []
         runnable: list[tuple[EvalSample, dict | None]] = []
         for sample in samples:
-            base = self._base(adapter, sample, mode, label)
+            base = self._base(adapter, sample, mode, label, seed)
             perception = perceptions.get(sample.id)
             if sample.skip:
                 records.append({**base, "status": "skipped", "skip_reason": sample.skip})
@@ -369,19 +423,21 @@ class _Run:
             if perception is not None:
                 item["captioner_output"] = perception["captioner_output"]
             inputs.append(item)
-        context = self.context.replace(mode=mode, reasoner=reasoner, captioner=None)
+        context = self.context.replace(
+            mode=mode, reasoner=engine, captioner=None, reasoner_gen=_seeded(self.context.reasoner_gen, seed)
+        )
         attributes = {"rapid.benchmark": adapter.label, "rapid.mode": mode, "rapid.reasoner": label}
         with eval_batch(len(inputs), attributes) as batch:  # a span over the batch's graph runs, and its metrics
             results = solve_batch(inputs, context=context)
             batch.results(results)
         scored = []
         for (sample, perception), result in zip(runnable, results, strict=True):
-            record = {**self._base(adapter, sample, mode, label), **_perception_fields(perception)}
+            record = {**self._base(adapter, sample, mode, label, seed), **_perception_fields(perception)}
             bad_input = _bad_input(result.get("errors") or [])
             if bad_input:  # the graph refused the sample itself (question too long, bad choices): bad data
                 records.append({**record, "status": "skipped", "skip_reason": bad_input})
                 continue
-            record.update(_result_fields(result))
+            record.update(_result_fields(result, mode))
             _merge_usage(record, result)
             if record["status"] == "scored":
                 score = safe_score(adapter.score, record)
@@ -397,8 +453,8 @@ class _Run:
             self.config.judge.apply(scored, adapter.score)
         return records
 
-    def _base(self, adapter: Adapter, sample: EvalSample, mode: str, label: str) -> dict:
-        keys = dict(zip(RESULT_KEY, self.result_key(sample, mode, label), strict=True))
+    def _base(self, adapter: Adapter, sample: EvalSample, mode: str, label: str, seed: int | None) -> dict:
+        keys = dict(zip(RESULT_KEY, self.result_key(sample, mode, label, seed), strict=True))
         return {
             **keys,
             "adapter": adapter.name,
@@ -408,6 +464,11 @@ class _Run:
             "fields": sample.fields,
             "images": len(sample.images),
         }
+
+
+def _seeded(gen: GenerationConfig, seed: int | None) -> GenerationConfig:
+    """`gen` with `seed`, or as it is for seed None (the context's own seed)."""
+    return gen if seed is None else dataclasses.replace(gen, seed=seed)
 
 
 def _bad_input(errors: Sequence[str]) -> str | None:
@@ -432,11 +493,13 @@ def _perception_fields(perception: dict | None) -> dict:
     }
 
 
-def _result_fields(result: dict) -> dict:
-    """What a record keeps of the graph's final state for one sample."""
+def _result_fields(result: dict, mode: str) -> dict:
+    """What a record keeps of the graph's final state for one sample; in mode `direct` the captioner's output, which
+    is the answer checked."""
     errors = list(result.get("errors") or [])
-    if not errors and result.get("reasoner_output") is None:
-        errors = ["reasoner: no output"]
+    key = answer_key(mode)
+    if not errors and result.get(key) is None:
+        errors = [f"{key.split('_')[0]}: no output"]
     out = {
         "status": "error" if errors else "scored",
         "reasoner_output": result.get("reasoner_output"),
@@ -451,6 +514,8 @@ def _result_fields(result: dict) -> dict:
     }
     if result.get("caption") is not None or result.get("solution") is not None:
         out.update(caption=result.get("caption"), solution=result.get("solution"))
+    if mode == DIRECT:
+        out["captioner_output"] = result.get("captioner_output")
     return out
 
 
@@ -472,8 +537,9 @@ def run_eval(benchmarks: Sequence[Adapter], *, context: RapidContext, config: Ev
         for adapter in benchmarks:
             samples = select(adapter.load(), config)
             for mode in config.modes:
-                runnable = samples if config.perceive else [s for s in samples if run.cached(s, mode)]
-                total += sum(len(run.pending(runnable, mode, engine_label(r))) for r in config.reasoners)
+                for seed in config.seeds:
+                    runnable = samples if config.perceive else [s for s in samples if run.cached(s, mode, seed)]
+                    total += sum(len(run.pending(runnable, mode, label, seed)) for _, label in run.reasoners(mode))
                 jobs += [
                     (adapter, mode, samples[i : i + config.batch_size])
                     for i in range(0, len(samples), config.batch_size)

@@ -21,6 +21,7 @@ from typing import Any
 
 from rapid_agent.answers import extract_answer, strip_thinking
 from rapid_agent.backends.base import redact
+from rapid_agent.perception import answer_key
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
@@ -57,9 +58,14 @@ def undecided(record: dict) -> None:
     record.update(status="error", correct=None, errors=[*(record.get("errors") or []), f"answer check: {reason}"])
 
 
+def answer_text(record: dict) -> str | None:
+    """The output a record's answer is read from: the reasoner's, or in mode `direct` the captioner's."""
+    return record.get(answer_key(record.get("mode") or "none"))
+
+
 def final_answer(record: dict) -> str | None:
-    """The final answer in the reasoner output: its last `\\boxed{}`, else the graph's fallback extraction."""
-    output = record.get("reasoner_output")
+    """The final answer in the answering output: its last `\\boxed{}`, else the graph's fallback extraction."""
+    output = answer_text(record)
     if not output:
         return None
     answer, _ = extract_answer(output, choices=record.get("choices") or ())

@@ -23,10 +23,11 @@ from typing import IO, Any
 RESULTS = "results"
 PERCEPTIONS = "perceptions"
 
-#: the fields that identify a result record: one per sample and table row and settings
-RESULT_KEY = ("benchmark", "sample_id", "mode", "captioner", "reasoner", "settings")
-#: the fields that identify a cached perception: one per sample, mode, captioner and its settings
-PERCEPTION_KEY = ("benchmark", "sample_id", "mode", "captioner", "settings")
+#: the fields that identify a result record: one per sample, table row, settings and sampling seed
+RESULT_KEY = ("benchmark", "sample_id", "mode", "captioner", "reasoner", "settings", "seed")
+#: the fields that identify a cached perception: one per sample, mode, captioner, its settings and sampling seed
+#: (None for a greedy captioner, and in records written before seeds were kept: they read as seed None)
+PERCEPTION_KEY = ("benchmark", "sample_id", "mode", "captioner", "settings", "seed")
 
 
 def record_key(record: dict, fields: tuple[str, ...]) -> tuple:

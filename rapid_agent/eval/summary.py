@@ -9,11 +9,16 @@ until they are run again (`--retry-errors`); the tables say so next to its score
 Every cell carries its 95% interval and the n it is over (the scored samples, or the adapter's items: We-Math's
 composite problems, DynaMath's seed questions); AVG carries its cells' intervals combined (`stats` says how each is
 computed).
+
+Records of several sampling seeds (`EvalConfig.seeds`) fall in one row: its cell is the mean of each seed's score
+(each metric likewise), with the seeds' spread beside it (`Cell.seeds`, `Cell.seed_std`), and its items are each
+item's mean over the seeds, whose interval is a bootstrap over items (seeds of one item are not independent draws).
 """
 
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -25,7 +30,8 @@ SUMMARY_FIELDS = ("adapter", "status", "correct", "fields", "skip_reason")
 #: what the intervals are, said under every table and in the JSON
 INTERVALS = (
     f"{100 * LEVEL:.0f}% intervals: Wilson over the items right (samples; DynaMath: seed questions); We-Math: a seeded "
-    "bootstrap over composite problems; AVG: the benchmarks' intervals combined by MOVER (independent errors)"
+    "bootstrap over composite problems; a row of several sampling seeds: a bootstrap over its items' means over "
+    "seeds; AVG: the benchmarks' intervals combined by MOVER (independent errors)"
 )
 
 
@@ -46,6 +52,12 @@ class Cell:
     metrics: dict[str, float] = field(default_factory=dict)
     skip_reasons: dict[str, int] = field(default_factory=dict)
     items: dict[str, float] = field(default_factory=dict, repr=False)  # item id -> value: resampled and paired on
+    seeds: dict[str, float] = field(default_factory=dict)  # sampling seed -> its score, when records have several
+
+    @property
+    def seed_std(self) -> float:
+        """The sample standard deviation of the seeds' scores; NaN with fewer than two seeds."""
+        return statistics.stdev(self.seeds.values()) if len(self.seeds) > 1 else math.nan
 
 
 @dataclass
@@ -105,6 +117,8 @@ class Summary:
                             "skipped": cell.skipped,
                             "skip_reasons": cell.skip_reasons,
                             "metrics": {k: _finite(v) for k, v in cell.metrics.items()},
+                            "seeds": {k: _finite(v) for k, v in cell.seeds.items()},
+                            "seed_std": _finite(cell.seed_std),
                         }
                         for label, cell in row.cells.items()
                     },
@@ -168,7 +182,10 @@ def _cell(label: str, adapter_name: str, records: list[dict]) -> Cell:
     cell.errored = sum(r.get("status") == "error" for r in records)
     adapter = adapter_for(adapter_name, label)
     cell.unit, cell.binary = adapter.unit, adapter.binary_items
-    if scored:
+    by_seed: dict[str, list[dict]] = {}
+    for record in scored:
+        by_seed.setdefault(str(record.get("seed")), []).append(record)
+    if len(by_seed) == 1:
         cell.metrics = adapter.aggregate(scored)
         cell.score = cell.metrics.get("score", float("nan"))
         cell.items = adapter.items(scored)
@@ -177,6 +194,20 @@ def _cell(label: str, adapter_name: str, records: list[dict]) -> Cell:
             cell.interval = wilson(round(sum(cell.items.values())), cell.n)
         else:
             cell.interval = bootstrap(list(cell.items.values()))
+    elif by_seed:
+        per_seed = {seed: adapter.aggregate(mine) for seed, mine in by_seed.items()}
+        names = dict.fromkeys(name for metrics in per_seed.values() for name in metrics)
+        cell.metrics = {n: statistics.fmean(m[n] for m in per_seed.values() if n in m) for n in names}
+        cell.score = cell.metrics.get("score", float("nan"))
+        cell.seeds = {seed: metrics.get("score", float("nan")) for seed, metrics in per_seed.items()}
+        values: dict[str, list[float]] = {}
+        for mine in by_seed.values():
+            for item, value in adapter.items(mine).items():
+                values.setdefault(item, []).append(value)
+        cell.items = {item: statistics.fmean(v) for item, v in values.items()}
+        cell.n = len(cell.items)
+        cell.binary = False  # an item's mean over seeds is a share, not right / wrong
+        cell.interval = bootstrap(list(cell.items.values()))
     return cell
 
 

@@ -7,7 +7,9 @@ Scores are percentages with one decimal, each with its 95% interval, `75.0 [68.2
 `stats` says how each is computed); a cell a row has no records for is empty, and AVG is over the cells present.
 Samples whose run failed (status `error`) are no verdict and stay out of a score; a cell (and AVG) that has any
 says how many beside its score, `53.2 (3 err)` (a mark over the bar in the chart, a count in the CSV and JSON), so
-a partial number is never read as final; `--retry-errors` runs them again.
+a partial number is never read as final; `--retry-errors` runs them again. A row of several sampling seeds shows the
+seeds' standard deviation beside its mean, `56.2 ±2.1 [48.1, 63.9]`; `metrics_markdown` lays out a benchmark's own
+metrics per row (the world's accuracy per question level).
 """
 
 from __future__ import annotations
@@ -22,17 +24,20 @@ from rapid_agent.eval.stats import Interval
 from rapid_agent.eval.summary import INTERVALS, Cell, Row, Summary
 
 HEADER = ["Captioner", "Reasoner", "Mode"]
-#: the per-cell numbers the CSV carries beside each score
-COUNTS = ("low", "high", "n", "scored", "errored", "skipped")
+#: the per-cell numbers the CSV carries beside each score (then the cell's own metrics)
+COUNTS = ("low", "high", "n", "scored", "errored", "skipped", "seeds", "seed_std")
 
 
 def _pct(value: float | None, digits: int = 1) -> str:
     return "" if value is None or math.isnan(value) else f"{100 * value:.{digits}f}"
 
 
-def _scored_cell(score: float, errored: int, interval: Interval | None = None) -> str:
-    """A score as the table shows it: with its interval, and how many failed runs it leaves out, when any."""
+def _scored_cell(score: float, errored: int, interval: Interval | None = None, seed_std: float = math.nan) -> str:
+    """A score as the table shows it: with the spread over seeds and its interval, and how many failed runs it leaves
+    out, when any."""
     text = _pct(score)
+    if text and not math.isnan(seed_std):
+        text += f" ±{_pct(seed_std)}"
     if text and interval is not None and not math.isnan(interval.low):
         text += f" [{_pct(interval.low)}, {_pct(interval.high)}]"
     return f"{text} ({errored} err)".strip() if errored else text
@@ -54,11 +59,12 @@ def to_markdown(
     intervals: bool = True,
     numbered: bool = False,
     header: Sequence[str] = HEADER,
+    avg: bool = True,
 ) -> str:
     """The paper-style table, each score with its interval (`intervals`) and a cell with failed runs marked
     `(N err)`, with notes under the table; `counts` adds a second table of scored / errored / skipped samples per
     cell; `numbered` leads each row with its number (what `--rows` selects); `header` names the label columns shown
-    (some of Captioner, Reasoner, Mode)."""
+    (some of Captioner, Reasoner, Mode); `avg` adds the AVG column."""
 
     def lead_cells(i: int, row: Row) -> list[str]:
         return ([str(i + 1)] if numbered else []) + ([run_names[i]] if run_names else []) + _label_cells(row, header)
@@ -66,14 +72,17 @@ def to_markdown(
     lead = (["#"] if numbered else []) + (["Run"] if run_names else []) + list(header)
     titles = [title for _, title in summary.columns]
     lines = [
-        _md_row(lead + titles + ["AVG"]),
-        "|" + "|".join(["---"] * len(lead) + ["---:"] * (len(titles) + 1)) + "|",
+        _md_row(lead + titles + ["AVG"] * avg),
+        "|" + "|".join(["---"] * len(lead) + ["---:"] * (len(titles) + avg)) + "|",
     ]
     for i, row in enumerate(summary.rows):
         scores = [_cell_text(row.cells.get(b), intervals) for b, _ in summary.columns]
-        avg = _scored_cell(row.avg, row.errored, row.avg_interval if intervals else None)
-        lines.append(_md_row(lead_cells(i, row) + scores + [avg]))
+        average = [_scored_cell(row.avg, row.errored, row.avg_interval if intervals else None)] * avg
+        lines.append(_md_row(lead_cells(i, row) + scores + average))
     text = "\n".join(lines) + "\n"
+    seeds = max((len(c.seeds) for row in summary.rows for c in row.cells.values()), default=0)
+    if seeds > 1:
+        text += f"\n±: the standard deviation of a row's score over its sampling seeds ({seeds}), beside their mean.\n"
     if intervals and summary.rows:
         text += f"\n[low, high]: {INTERVALS}.\n"
     errored = sum(row.errored for row in summary.rows)
@@ -102,7 +111,30 @@ def to_markdown(
 
 
 def _cell_text(cell: Cell | None, intervals: bool = True) -> str:
-    return "" if cell is None else _scored_cell(cell.score, cell.errored, cell.interval if intervals else None)
+    if cell is None:
+        return ""
+    return _scored_cell(cell.score, cell.errored, cell.interval if intervals else None, cell.seed_std)
+
+
+def metric_names(summary: Summary, benchmark: str) -> list[str]:
+    """The metrics `benchmark`'s cells report beside their score, in order of first appearance."""
+    cells = [row.cells[benchmark] for row in summary.rows if benchmark in row.cells]
+    return [m for m in dict.fromkeys(m for c in cells for m in c.metrics) if m != "score"]
+
+
+def metrics_markdown(
+    summary: Summary, benchmark: str, names: Sequence[str] | None = None, *, header: Sequence[str] = HEADER
+) -> str:
+    """One benchmark's own metrics per row, in percent (default: every metric its cells report but the score), e.g.
+    the world's accuracy per question level."""
+    names = list(names) if names is not None else metric_names(summary, benchmark)
+    titles = [n.replace("_", " ") for n in names]
+    lines = [_md_row(list(header) + titles), "|" + "|".join(["---"] * len(header) + ["---:"] * len(names)) + "|"]
+    for row in summary.rows:
+        cell = row.cells.get(benchmark)
+        if cell is not None:
+            lines.append(_md_row(_label_cells(row, header) + [_pct(cell.metrics.get(n, math.nan)) for n in names]))
+    return "\n".join(lines) + "\n"
 
 
 def _counts_text(cell: Cell) -> str:
@@ -125,6 +157,7 @@ def write_csv(summary: Summary, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     labels = [b for b, _ in summary.columns]
+    metrics = [(b, m) for b in labels for m in metric_names(summary, b)]
     with path.open("w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(
@@ -133,18 +166,24 @@ def write_csv(summary: Summary, path: str | Path) -> Path:
             + labels
             + ["avg", "avg_low", "avg_high"]
             + [f"{b}_{k}" for b in labels for k in COUNTS]
+            + [f"{b}_{m}" for b, m in metrics]
         )
         for row in summary.rows:
             scores = [_frac(row.cells[b].score) if b in row.cells else "" for b in labels]
             avg = [_frac(row.avg), _frac(row.avg_interval.low), _frac(row.avg_interval.high)]
             counts = [_csv_count(row.cells[b], k) if b in row.cells else "" for b in labels for k in COUNTS]
-            writer.writerow([row.captioner, row.reasoner, row.mode, row.settings] + scores + avg + counts)
+            own = [_frac(row.cells[b].metrics.get(m, math.nan)) if b in row.cells else "" for b, m in metrics]
+            writer.writerow([row.captioner, row.reasoner, row.mode, row.settings] + scores + avg + counts + own)
     return path
 
 
 def _csv_count(cell: Cell, name: str) -> str:
     if name in ("low", "high"):
         return _frac(getattr(cell.interval, name))
+    if name == "seeds":
+        return str(len(cell.seeds) or 1)
+    if name == "seed_std":
+        return _frac(cell.seed_std)
     return str(getattr(cell, name))
 
 

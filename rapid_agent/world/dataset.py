@@ -9,7 +9,7 @@ text) is what makes the test split held out.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 import datasets
@@ -94,6 +94,38 @@ def generate_items(
     return [next(stream) for _ in range(n)]
 
 
+def split_items(
+    n: int,
+    *,
+    seed: int,
+    split: str,
+    exclude: Collection[str] = (),
+    levels: Sequence[int] = (1, 2, 3),
+    image_size: int = 112,
+    grid: int = 4,
+    max_objects: int = 6,
+) -> list[dict[str, Any]]:
+    """The first `n` items of the world's `split` stream ("train" or "test") for `seed` whose (scene, question)
+    signature is not in `exclude`. Each split of each seed is its own stream, stable across processes."""
+    # String seeds hash through SHA-512 in `random`, so the streams are stable across processes.
+    kwargs = {"levels": levels, "image_size": image_size, "grid": grid, "max_objects": max_objects}
+    stream = _iter_items(random.Random(f"rapid-world:{seed}:{split}"), prefix=f"{split}-{seed}-", **kwargs)
+    items: list[dict[str, Any]] = []
+    budget = 20 * n + 1000
+    for item in stream:
+        if len(items) == n:
+            break
+        budget -= 1
+        if budget < 0:
+            raise ValueError(
+                f"could not draw {n} {split} items outside the {len(exclude)} excluded with grid={grid!r}, "
+                f"max_objects={max_objects!r}: the world is too small; use a larger grid or fewer items"
+            )
+        if item["signature"] not in exclude:
+            items.append(item)
+    return items
+
+
 def build_world(
     n_train: int,
     n_test: int,
@@ -110,24 +142,8 @@ def build_world(
     depends only on `seed` and `n_test`, so it stays fixed when `n_train` changes).
     """
     kwargs = {"levels": levels, "image_size": image_size, "grid": grid, "max_objects": max_objects}
-    # String seeds hash through SHA-512 in `random`, so the streams are stable across processes.
-    test_stream = _iter_items(random.Random(f"rapid-world:{seed}:test"), prefix=f"test-{seed}-", **kwargs)
-    test = [next(test_stream) for _ in range(n_test)]
-    held_out = {item["signature"] for item in test}
-    train_stream = _iter_items(random.Random(f"rapid-world:{seed}:train"), prefix=f"train-{seed}-", **kwargs)
-    train: list[dict[str, Any]] = []
-    budget = 20 * n_train + 1000
-    for item in train_stream:
-        if len(train) == n_train:
-            break
-        budget -= 1
-        if budget < 0:
-            raise ValueError(
-                f"could not draw {n_train} train items disjoint from the test split with grid={grid!r}, "
-                f"max_objects={max_objects!r}: the world is too small; use a larger grid or fewer items"
-            )
-        if item["signature"] not in held_out:
-            train.append(item)
+    test = split_items(n_test, seed=seed, split="test", **kwargs)
+    train = split_items(n_train, seed=seed, split="train", exclude={item["signature"] for item in test}, **kwargs)
     return datasets.DatasetDict(
         {
             "train": datasets.Dataset.from_list(train, features=FEATURES),

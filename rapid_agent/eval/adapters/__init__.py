@@ -1,9 +1,11 @@
-"""Benchmark adapters, registered by name: the paper's seven and a generic one for any dataset.
+"""Benchmark adapters, registered by name: the paper's seven, the synthetic world (the demo's), and a generic one for
+any dataset.
 
 --benchmark mathvista                      the benchmark's hub id (AI4Math/MathVista)
 --benchmark mathvista=/data/MathVista      a local copy (folder or file)
 --benchmark generic:charts=/data/c.jsonl   any dataset; `charts` names its table column
 --option mathverse.versions=vision_only    an adapter option (`NAME.FIELD=VALUE`)
+--benchmark world --option world.seed=1    the synthetic world's items, drawn from its seed
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from rapid_agent.eval.adapters.mathvision import MathVision
 from rapid_agent.eval.adapters.mathvista import MathVista
 from rapid_agent.eval.adapters.mmmu import MMMU
 from rapid_agent.eval.adapters.wemath import WeMath
+from rapid_agent.eval.adapters.world import World
 
 #: every adapter by its command-line name
 ADAPTERS: dict[str, type[Adapter]] = {
-    cls.name: cls for cls in (MathVista, MathVerse, MathVision, WeMath, LogicVista, DynaMath, MMMU, Generic)
+    cls.name: cls for cls in (MathVista, MathVerse, MathVision, WeMath, LogicVista, DynaMath, MMMU, World, Generic)
 }
 #: the paper's table, in its column order
 PAPER_BENCHMARKS = ("mathvista", "mathverse", "mathvision", "wemath", "logicvista", "dynamath", "mmmu")
