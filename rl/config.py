@@ -8,6 +8,7 @@ message that names the field and quotes the bad value. Our checks run before TRL
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -17,7 +18,8 @@ from trl import GRPOConfig
 from rapid_agent.backends import parse_spec
 from rapid_agent.config import DEFAULT_REASONER
 from rapid_agent.inputs import DEFAULT_MAX_PIXELS
-from rapid_agent.perception import DEFAULT_MODE, MODES, has_caption, has_solution
+from rapid_agent.perception import DEFAULT_MODE, DIRECT, MODES, has_caption, has_solution
+from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
 from rapid_agent.rl.zero3 import check_frozen_placement
 
 #: the built-in captioner that builds itself offline (see `rapid_agent.rl.models`)
@@ -134,6 +136,21 @@ class RapidRLConfig(GRPOConfig):
         metadata={"help": f"Rows of the {WORLD!r} test split, kept out of training (match the evaluation's size)."},
     )
     world_seed: int = field(default=0, metadata={"help": f"Seed of the {WORLD!r} data source."})
+    world_levels: list[int] = field(
+        default_factory=lambda: [1, 2, 3],
+        metadata={"help": f"Question levels of the {WORLD!r} data source, cycled in this order (the demo's: [1, 2])."},
+    )
+    world_max_objects: int = field(
+        default=6, metadata={"help": f"Most objects in one scene of the {WORLD!r} data source (the demo's: 8)."}
+    )
+    prompts: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "Prompt templates that replace the library's (`rapid_agent.prompts.Prompts` fields: caption, "
+            "query_caption, ..., system, reason, ...): a mapping (a JSON object on the command line). The captioner's "
+            "prompts shape the training data, the reasoner's the VPO reward, both the live-policy evaluation."
+        },
+    )
     max_pixels: int | None = field(
         default=None,
         metadata={
@@ -203,6 +220,52 @@ class RapidRLConfig(GRPOConfig):
         },
     )
 
+    eval_benchmarks: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Benchmarks the live policy is measured on while it trains, as `python -m rapid_agent.eval "
+            "--benchmark` takes them (NAME[=PATH_OR_HUB_ID], generic:LABEL=SOURCE, world): the policy captions a "
+            "fixed subset through the RAPID graph and a frozen reasoner answers; eval/<benchmark>/accuracy (and its "
+            "95 per cent interval) goes to the trainer's loggers, metrics.csv and curves.png. Empty: no evaluation."
+        },
+    )
+    eval_options: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Adapter options of `eval_benchmarks`, as the eval CLI's --option: NAME.FIELD=VALUE."},
+    )
+    eval_every_steps: int = field(
+        default=50,
+        metadata={"help": "Evaluate the live policy at step 0, every this many optimizer steps, and at the end."},
+    )
+    eval_limit: int | None = field(
+        default=None,
+        metadata={
+            "help": "Samples per benchmark: a fixed subset drawn with `eval_seed` (the same at every evaluation and "
+            "in every run); None: all of them."
+        },
+    )
+    eval_seed: int = field(
+        default=0, metadata={"help": "Seed of the evaluation subset and of the evaluation's reasoner sampling."}
+    )
+    eval_reasoner: str | None = field(
+        default=None,
+        metadata={
+            "help": "Frozen reasoner spec of the evaluation. None: the reward's reasoner (vpo; the same engine, "
+            "loaded once); the grpo stage has none, so name one there unless `eval_mode` is 'direct'."
+        },
+    )
+    eval_mode: str | None = field(
+        default=None,
+        metadata={
+            "help": f"Perception mode of the evaluation, one of {', '.join(MODES)} or {DIRECT!r} (the captioner "
+            "answering alone, no reasoner); None: the training `mode`."
+        },
+    )
+    eval_max_new_tokens: int | None = field(
+        default=None,
+        metadata={"help": "The live captioner's budget per evaluation output (greedy); None: max_completion_length."},
+    )
+
     def __post_init__(self) -> None:
         self._check_rapid_fields()
         if self.bf16 is None and not self.fp16:
@@ -243,6 +306,8 @@ class RapidRLConfig(GRPOConfig):
         _check(procs is None or procs >= 1, "dataset_num_proc", procs, "be >= 1")
         _check(0 <= self.min_kept_fraction <= 1, "min_kept_fraction", self.min_kept_fraction, "be in [0, 1]")
         self._check_rewards()
+        self._check_world_and_prompts()
+        self._check_eval()
 
     def _check_dynamic_sampling(self) -> None:
         rounds = self.dynamic_sampling_max_rounds
@@ -272,6 +337,58 @@ class RapidRLConfig(GRPOConfig):
             f"be a multiple of num_generations ({self.num_generations}) with dynamic_sampling, so that every process "
             "holds whole groups",
         )
+
+    def _check_world_and_prompts(self) -> None:
+        levels = self.world_levels
+        _check(isinstance(levels, list) and bool(levels), "world_levels", levels, "name at least one level")
+        _check(all(lv in (1, 2, 3) for lv in levels), "world_levels", levels, "hold levels 1, 2 or 3")
+        _check(self.world_max_objects >= 1, "world_max_objects", self.world_max_objects, "be >= 1")
+        self.prompts = _options("prompts", self.prompts)
+        known = {f.name for f in dataclasses.fields(Prompts)}
+        unknown = sorted(set(self.prompts) - known)
+        _check(not unknown, "prompts", self.prompts, f"name only Prompts fields ({', '.join(sorted(known))})")
+        bad = [k for k, v in self.prompts.items() if not isinstance(v, str) and not (k == "system" and v is None)]
+        _check(not bad, "prompts", self.prompts, "map each name to a template string")
+
+    @property
+    def templates(self) -> Prompts:
+        """The run's prompts: the library's, with `prompts` replacing some."""
+        return DEFAULT_PROMPTS.replace(**self.prompts) if self.prompts else DEFAULT_PROMPTS
+
+    def _check_eval(self) -> None:
+        from rapid_agent.eval.adapters import parse_benchmark, parse_option
+
+        benchmarks = self.eval_benchmarks
+        _check(isinstance(benchmarks, list), "eval_benchmarks", benchmarks, "be a list of NAME[=PATH] entries")
+        labels = []
+        for text in benchmarks:
+            try:
+                labels.append(parse_benchmark(text)[1])
+            except ValueError as exc:
+                raise ValueError(f"eval_benchmarks: {exc}") from None
+        _check(len(set(labels)) == len(labels), "eval_benchmarks", benchmarks, "name each benchmark once")
+        for text in self.eval_options:
+            try:
+                label = parse_option(text)[0]
+            except ValueError as exc:
+                raise ValueError(f"eval_options: {exc}") from None
+            _check(label in labels, "eval_options", text, f"name one of eval_benchmarks' labels {labels}")
+        _check(self.eval_every_steps >= 1, "eval_every_steps", self.eval_every_steps, "be >= 1")
+        _check(self.eval_limit is None or self.eval_limit >= 1, "eval_limit", self.eval_limit, "be >= 1")
+        tokens = self.eval_max_new_tokens
+        _check(tokens is None or tokens >= 1, "eval_max_new_tokens", tokens, "be >= 1")
+        mode = self.eval_mode
+        _check(mode is None or mode in (*MODES, DIRECT), "eval_mode", mode, f"be one of {', '.join((*MODES, DIRECT))}")
+        if self.eval_reasoner is not None:
+            try:
+                parse_spec(self.eval_reasoner)
+            except ValueError as exc:
+                raise ValueError(f"eval_reasoner: {exc}") from None
+        elif benchmarks and (mode or self.mode) != DIRECT and self.stage != "vpo":
+            raise ValueError(
+                f"eval_reasoner must be set to evaluate in mode {mode or self.mode!r} in the {self.stage} stage, which "
+                "has no reward reasoner to default to (e.g. --eval_reasoner hf:smollm2-135m-instruct)"
+            )
 
     def _check_rewards(self) -> None:
         allowed = STAGE_REWARDS[self.stage]

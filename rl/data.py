@@ -68,6 +68,7 @@ def load_train_dataset(config: RapidRLConfig) -> datasets.Dataset:
         answer_column=config.answer_column,
         choices_column=config.choices_column,
         image_root=config.image_root or root,
+        templates=config.templates,
         max_pixels=config.max_pixels or DEFAULT_MAX_PIXELS,
         num_proc=config.dataset_num_proc,
     )
@@ -113,7 +114,14 @@ def load_raw(config: RapidRLConfig) -> tuple[datasets.Dataset, Path | None]:
     if name == WORLD:
         from rapid_agent.world import build_world
 
-        return build_world(config.world_train_size, config.world_test_size, seed=config.world_seed)[split], None
+        world = build_world(
+            config.world_train_size,
+            config.world_test_size,
+            seed=config.world_seed,
+            levels=config.world_levels,
+            max_objects=config.world_max_objects,
+        )
+        return world[split], None
     path = Path(name).expanduser()
     if path.is_file():
         return _load_files([path]), path.parent

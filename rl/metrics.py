@@ -92,8 +92,15 @@ def _series(rows: list[dict[str, str]], column: str) -> tuple[list[int], list[fl
     return steps, values
 
 
+def eval_columns(rows: list[dict[str, str]]) -> list[str]:
+    """The live-policy evaluation's accuracy columns (`eval/<benchmark>/accuracy`, see `rapid_agent.rl.live_eval`)."""
+    names = {k for row in rows for k in row if k.startswith("eval/") and k.endswith("/accuracy")}
+    return sorted(names)
+
+
 def plot_curves(csv_path: str | Path, png_path: str | Path) -> Path | None:
-    """Reward (mean and std band) and the caption-validity/accuracy rates per step; None when nothing was logged."""
+    """Reward (mean and std band), the caption-validity/accuracy rates per step and, when the live policy was
+    evaluated, each benchmark's accuracy with its 95% interval; None when nothing was logged."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -101,10 +108,13 @@ def plot_curves(csv_path: str | Path, png_path: str | Path) -> Path | None:
 
     rows = read_rows(csv_path)
     steps, reward = _series(rows, "reward")
-    if not steps:
+    evals = eval_columns(rows)
+    if not steps and not evals:
         return None
     _, std = _series(rows, "reward_std")
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
+    panels = 3 if evals else 2
+    fig, axes = plt.subplots(panels, 1, figsize=(7, 3 * panels), sharex=True)
+    top, bottom = axes[0], axes[1]
     top.plot(steps, reward, label="reward (mean)")
     if len(std) == len(reward):
         low, high = [r - s for r, s in zip(reward, std)], [r + s for r, s in zip(reward, std)]
@@ -120,7 +130,22 @@ def plot_curves(csv_path: str | Path, png_path: str | Path) -> Path | None:
     bottom.set_ylabel("rate")
     if bottom.lines:
         bottom.legend(loc="best", fontsize="small")
+    if evals:
+        _plot_evals(axes[2], rows, evals)
     fig.tight_layout()
     fig.savefig(png_path, dpi=100)
     plt.close(fig)
     return Path(png_path)
+
+
+def _plot_evals(axis, rows: list[dict[str, str]], columns: list[str]) -> None:
+    for column in columns:
+        xs, ys = _series(rows, column)
+        line = axis.plot(xs, ys, marker="o", label=column.removeprefix("eval/"))[0]
+        lows, highs = _series(rows, f"{column}_low"), _series(rows, f"{column}_high")
+        if lows[0] == xs and highs[0] == xs:
+            axis.fill_between(xs, lows[1], highs[1], alpha=0.15, color=line.get_color())
+    axis.set_ylim(-0.05, 1.05)
+    axis.set_xlabel("step")
+    axis.set_ylabel("live policy (95% interval)")
+    axis.legend(loc="best", fontsize="small")

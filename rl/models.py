@@ -4,7 +4,8 @@
 model once, into a checkpoint of its own, so stage 2 and its KL reference start from stage 1), or the built-in `tiny-qwen2.5-vl`: a tiny random
 Qwen2.5-VL built offline into the cache (`$RAPID_AGENT_CACHE`, default `~/.cache/rapid_agent`) the first time it is
 asked for, and rebuilt when the cached copy does not load. Building happens under a file lock so that several
-processes agree on one copy.
+processes agree on one copy. `demo-base` is the demo's tiny Qwen2.5-VL that already perceives the synthetic world
+(shipped in the package, `rapid_agent/demo/pretrained`): the tiny recipes start from it, so their reward can move.
 
 Precision: the parameters the optimizer updates are float32 (`bf16: true` then computes in bfloat16 under autocast).
 With bfloat16 parameters an AdamW step at lr 1e-6 changes only the few weights whose magnitude is below ~1e-4 (its
@@ -27,6 +28,8 @@ from rapid_agent.rl.config import TINY_CAPTIONER, RapidRLConfig
 logger = logging.getLogger(__name__)
 
 VISION_TOWER_NAMES = ("visual", "vision_tower", "vision_model")
+#: the demo's perceiving base, a folder of data shipped in the package (found by path: nothing of the demo is imported)
+DEMO_BASE = "demo-base"
 
 
 def cache_root() -> Path:
@@ -79,8 +82,24 @@ def ensure_tiny_captioner(path: Path | None = None) -> Path:
     return path
 
 
+def demo_base_path() -> Path:
+    """The folder of the demo's shipped perceiving base (`python -m rapid_agent.demo.base` writes it)."""
+    import rapid_agent
+
+    path = Path(rapid_agent.__file__).parent / "demo" / "pretrained"
+    if not (path / "model.safetensors").is_file():
+        raise ValueError(
+            f"model_name_or_path {DEMO_BASE!r}: the demo's base is missing from {path} (an install without package "
+            "data?); rebuild it with python -m rapid_agent.demo.base, or name a model folder"
+        )
+    return path
+
+
 def resolve_model_path(name: str) -> str:
-    return str(ensure_tiny_captioner()) if name == TINY_CAPTIONER else name
+    """A built-in name's folder (`tiny-qwen2.5-vl`, built on first use; `demo-base`, shipped), or `name` as is."""
+    if name == TINY_CAPTIONER:
+        return str(ensure_tiny_captioner())
+    return str(demo_base_path()) if name == DEMO_BASE else name
 
 
 def uses_deepspeed(config: RapidRLConfig) -> bool:

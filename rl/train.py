@@ -24,11 +24,13 @@ from packaging.version import Version
 from trl import GRPOTrainer
 
 from rapid_agent.backends import Engine, GenerationConfig, load_engine, parse_spec
+from rapid_agent.perception import DIRECT
 from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
 from rapid_agent.rl.config import STAGES, RapidRLConfig, SolutionConfig, VPOConfig
 from rapid_agent.rl.data import load_train_dataset
 from rapid_agent.rl.dynamic import DynamicSamplingTrainer
 from rapid_agent.rl.judge import CaptionJudge, PolicyJudge, build_judge
+from rapid_agent.rl.live_eval import LiveEval, eval_mode
 from rapid_agent.rl.metrics import CURVES_PNG, METRICS_CSV, CsvLogger, plot_curves
 from rapid_agent.rl.models import load_captioner, peft_config
 from rapid_agent.rl.rewards import REWARDS, RewardFunc
@@ -72,6 +74,23 @@ def load_reasoners(config: VPOConfig) -> list[Engine]:
 def load_reasoner(config: VPOConfig) -> Engine:
     """The first reasoner of `config` (kept for callers that use one)."""
     return load_reasoners(config)[0]
+
+
+def load_eval_reasoner(config: RapidRLConfig, reasoner: Engine | Sequence[Engine] | None = None) -> Engine | None:
+    """The frozen reasoner of the live-policy evaluation: `eval_reasoner`, or the reward's first one, the same
+    engine (`reasoner` when given, else the engine cache's); None in mode `direct`, which has no reasoner."""
+    if eval_mode(config) == DIRECT:
+        return None
+    spec = config.eval_reasoner
+    if isinstance(config, VPOConfig) and spec in (None, config.reasoner):
+        if reasoner is not None:
+            return reasoner if isinstance(reasoner, Engine) else reasoner[0]
+        return load_reasoners(config)[0]
+    options = config.options_for(spec) if isinstance(config, VPOConfig) and spec in config.reasoner_specs else {}
+    if parse_spec(spec)[0] == "hf" and not {"device", "device_map"} & options.keys():
+        options["device"] = str(config.device)
+    with outside_zero3_init():
+        return load_engine(spec, "reasoner", **options)
 
 
 def stage_rewards(
@@ -128,11 +147,12 @@ def build_trainer(
     reasoner: Engine | Sequence[Engine] | None = None,
     judge: CaptionJudge | str | None = None,
     train_dataset: Any = None,
-    templates: Prompts = DEFAULT_PROMPTS,
+    templates: Prompts | None = None,
 ) -> GRPOTrainer:
     """A ready GRPOTrainer for `config`'s stage. Tests pass stand-in engines and small datasets here; `reasoner`
     may be one engine or a list (one per reasoner of the config)."""
     check_trl()
+    templates = templates if templates is not None else config.templates
     model, processor = load_captioner(config)
     dataset = train_dataset if train_dataset is not None else load_train_dataset(config)
     if len(dataset) == 0:
@@ -151,6 +171,9 @@ def build_trainer(
     guard_vllm_rollouts(trainer)  # one placeholder per image in colocate mode, the trainer's grid in both modes
     if isinstance(judge_, PolicyJudge):
         judge_.bind(trainer)
+    if config.eval_benchmarks:  # the live policy on benchmarks while it trains (rl/live_eval.py): main process only
+        reasoner_ = load_eval_reasoner(config, reasoner) if trainer.is_world_process_zero() else None
+        trainer.add_callback(LiveEval(config, trainer, reasoner_, templates))
     return trainer
 
 

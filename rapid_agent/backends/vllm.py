@@ -77,6 +77,19 @@ class VLLMEngine(Engine):
         self.llm = vllm.LLM(**kwargs)
         self._sampling_params = vllm.SamplingParams
 
+    @classmethod
+    def from_llm(
+        cls, llm: Any, *, role: Role, spec: str = "in-memory", image_format: ImageFormat = "PNG"
+    ) -> VLLMEngine:
+        """Wrap a running `vllm.LLM` as it is (its weights and settings), e.g. TRL's colocated rollout engine."""
+        import vllm
+
+        engine = cls.__new__(cls)
+        engine.llm, engine.model, engine.role, engine.spec = llm, spec, role, spec
+        engine.image_format = image_format
+        engine._sampling_params = vllm.SamplingParams
+        return engine
+
     def generate(self, requests: Sequence[ChatRequest], gen: GenerationConfig) -> list[Completion | Exception]:
         """One `LLM.chat` call for the whole batch; if it raises, each request is retried alone to isolate it."""
         if not requests:
