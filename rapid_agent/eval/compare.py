@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,7 +94,7 @@ def paired_items(row: Mapping[str, float], base: Mapping[str, float], *, binary:
         interval = paired_accuracy(sum(d > 0 for d in diffs), sum(d < 0 for d in diffs), n)
     else:
         interval = bootstrap(diffs)
-    return Difference(n, sum(diffs) / n, interval)
+    return Difference(n, statistics.fmean(diffs), interval)
 
 
 def compare_rows(rows: Sequence[Row], columns: Sequence[str], pairs: Sequence[tuple[int, int]]) -> list[Comparison]:
@@ -111,7 +112,7 @@ def compare_rows(rows: Sequence[Row], columns: Sequence[str], pairs: Sequence[tu
         if present:
             estimates = [d.estimate for d in present]
             interval = average(estimates, [d.interval for d in present], bounds=(-1.0, 1.0))
-            avg = Difference(sum(d.n for d in present), sum(estimates) / len(estimates), interval)
+            avg = Difference(sum(d.n for d in present), statistics.fmean(estimates), interval)
         out.append(Comparison(i, j, cells, avg))
     return out
 

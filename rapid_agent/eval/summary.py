@@ -73,7 +73,7 @@ class Row:
     @property
     def avg(self) -> float:
         scores = [c.score for c in self.cells.values() if not math.isnan(c.score)]
-        return sum(scores) / len(scores) if scores else float("nan")
+        return statistics.fmean(scores) if scores else float("nan")
 
     @property
     def errored(self) -> int:
