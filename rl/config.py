@@ -72,8 +72,9 @@ class RapidRLConfig(GRPOConfig):
     model_name_or_path: str = field(
         default=TINY_CAPTIONER,
         metadata={
-            "help": f"Captioner to train: a hub id, a local directory, or the built-in {TINY_CAPTIONER!r} (a tiny "
-            "random Qwen2.5-VL built offline into ~/.cache/rapid_agent/models)."
+            "help": f"Captioner to train: a hub id, a local directory, the built-in {TINY_CAPTIONER!r} (a tiny "
+            "random Qwen2.5-VL built offline into ~/.cache/rapid_agent/models), or 'demo-base' (the demo's tiny "
+            "Qwen2.5-VL that already perceives the synthetic world, shipped in the package)."
         },
     )
     model_dtype: str = field(
