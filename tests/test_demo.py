@@ -17,8 +17,7 @@ from rapid_agent.demo.cache import MANIFEST, check_entry, ensure_entry
 from rapid_agent.demo.captioner import ensure_captioner
 from rapid_agent.demo.config import SCRATCH
 from rapid_agent.demo.mixture import JUDGE_STYLES
-from rapid_agent.demo.report import REPORT_FILES, paired_effect
-from rapid_agent.eval.evaluate import EvalResult
+from rapid_agent.demo.report import REPORT_FILES
 from rapid_agent.world import DESCRIPTIVE, generate_items, parse_counts
 
 # ---------------------------------------------------------------------------------------------------- the cache
@@ -159,11 +158,27 @@ def test_vpo_scores_answers_as_the_table_does(tmp_path: Path) -> None:
     assert _vpo_config(DemoConfig.preset(True), tmp_path, tmp_path, "hf:x", penalty=0.0).judge == "off"
 
 
-def test_arguments() -> None:
+def test_command_line_options_reach_the_demo_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What `python -m rapid_agent demo ...` parses is what the run is configured with."""
+    from rapid_agent.demo import run
+
+    seen: dict = {}
+
+    def fake_run(out: Path, config: DemoConfig, *, quick: bool, cache_dir, progress: bool) -> dict:
+        seen.update(out=out, config=config, quick=quick, cache_dir=cache_dir, progress=progress)
+        return {}
+
+    monkeypatch.setattr(run, "_run", fake_run)
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    args = parser.parse_args(["--quick", "--out", "x", "--seeds", "3", "--cache-dir", "c", "--vpo-steps", "0"])
-    assert (args.quick, args.out, args.seeds, args.cache_dir, args.vpo_steps) == (True, "x", 3, "c", 0)
+    argv = ["--out", "x", "--seeds", "3", "--cache-dir", "c", "--vpo-steps", "0", "--captioner-seed", "2"]
+    assert run.main(parser.parse_args([*argv, "--test-seed", "0", "--reasoner", "hf:r", "--no-progress"])) == 0
+    assert (seen["out"], seen["cache_dir"], seen["quick"], seen["progress"]) == (Path("x"), "c", False, False)
+    expected = DemoConfig(seeds=3, vpo_steps=0, sft_seed=2, test_seed=0, reasoner="hf:r")
+    assert seen["config"] == expected
+    run.main(parser.parse_args(["--quick"]))
+    assert seen["config"] == DemoConfig.preset(True) and seen["quick"] and seen["config"].test_seed == 1
+    assert seen["config"].test_seed != seen["config"].world_seed  # by default, a split no tuning run measured
 
 
 def test_the_mixture_teaches_styles_by_weight_and_answers_only_where_taught() -> None:
@@ -303,44 +318,6 @@ def test_world_solver_and_majority_vote() -> None:
         MajorityVote(inner, 0)
 
 
-def test_replay_answers_from_recorded_captions_without_a_captioner() -> None:
-    from rapid_agent.backends.stand_in import FunctionEngine
-    from rapid_agent.config import RapidContext
-    from rapid_agent.demo.rows import replay
-    from rapid_agent.demo.solver import WorldSolver
-    from rapid_agent.eval.evaluate import summarize
-
-    question = "How many red shapes are there?"
-    records = [
-        {
-            "row": "qcap",
-            "seed": s,
-            "id": str(i),
-            "level": 1,
-            "question": question,
-            "answer": "2",
-            "choices": [],
-            "correct": False,
-            "errors": [],
-            "captioner_output": out,
-        }
-        for s in (0, 1)
-        for i, out in enumerate(["There are 2 red shapes.", "There are 5 red shapes.", None])
-    ]
-    source = EvalResult(records, summarize(records))
-    captioner = FunctionEngine(lambda r: "never called")
-    context = RapidContext(captioner=captioner, reasoner=FunctionEngine(lambda r: "?"), prompts=DemoConfig().prompts)
-    result = replay(source, "qcap", reasoner=WorldSolver(), name="qcap>solver", context=context)
-    assert captioner.num_calls == 0
-    by = {(r["seed"], r["id"]): r for r in result.records}
-    assert len(by) == 6 and {r["row"] for r in result.records} == {"qcap>solver"}
-    assert by[(0, "0")]["correct"] and not by[(1, "1")]["correct"] and by[(1, "1")]["prediction"] == "5"
-    assert by[(0, "2")]["correct"] is None and by[(0, "2")]["errors"]  # no caption: failed, not lost
-    assert result.row("qcap>solver").accuracy == pytest.approx(1 / 2)  # the failed sample is no verdict: left out
-    with pytest.raises(ValueError, match="no records of row"):
-        replay(source, "cap", reasoner=WorldSolver(), name="x", context=context)
-
-
 def test_style_shares_and_judge_agreement_from_a_scripted_captioner() -> None:
     from rapid_agent.backends.stand_in import FunctionEngine
     from rapid_agent.demo import measure
@@ -370,61 +347,6 @@ def test_style_shares_and_judge_agreement_from_a_scripted_captioner() -> None:
     assert all(v == 1.0 for s, v in judged["by_style"].items() if s != "answer")
 
 
-def test_effects_name_each_claim() -> None:
-    from rapid_agent.demo.report import effects, paired_values
-    from rapid_agent.eval.evaluate import summarize
-
-    def result(rows: dict[str, list[bool]]) -> EvalResult:
-        records = [
-            {"row": row, "seed": seed, "id": str(i), "level": 1, "correct": c, "errors": []}
-            for row, marks in rows.items()
-            for seed in (0, 1)
-            for i, c in enumerate(marks)
-        ]
-        return EvalResult(records, summarize(records))
-
-    config = DemoConfig(modes=("qcap",))
-    sft = result(
-        {
-            "end-to-end": [False] * 4,
-            "qcap": [True] * 4,
-            "qcap+sol": [True, False, False, False],
-            "qcap+sol>solver": [True] * 4,
-        }
-    )
-    vpo = result({"qcap+sol": [True, True, True, False]})
-    styles = {
-        "sft": {"styles": {"per_item_usable": {str(i): 0.25 for i in range(4)}, "per_item_descriptive": {}}},
-        "vpo": {
-            "styles": {
-                "per_item_usable": {str(i): 0.75 for i in range(4)},
-                "per_item_descriptive": {str(i): 1.0 for i in range(4)},
-            }
-        },
-        "vpo-no-penalty": {"styles": {"per_item_usable": {}, "per_item_descriptive": {str(i): 0.5 for i in range(4)}}},
-    }
-    found = effects({"sft": sft, "vpo": vpo, "vpo-no-penalty": vpo}, styles, config)
-    assert [e.a for e in found["decoupling"]] == ["qcap", "qcap+sol"] and found["decoupling"][0].delta == 1.0
-    assert found["vpo"][0].delta == pytest.approx(0.5) and found["vpo"][1].delta == pytest.approx(0.5)
-    assert found["penalty"][0].delta == pytest.approx(0.5) and found["penalty"][0].beyond_noise
-    assert found["stronger"][0].a == "sft:qcap+sol>solver" and found["stronger"][0].delta == pytest.approx(0.75)
-    assert found["decoupling"][0].seeds == 2 and found["decoupling"][0].seed_std == 0.0
-    assert paired_values({"a": 1.0}, {"b": 0.0}, "x", "y") is None
-
-
-def test_paired_effect() -> None:
-    def result(row: str, correct: list[bool]) -> EvalResult:
-        records = [{"row": row, "seed": 0, "id": str(i), "correct": c, "errors": []} for i, c in enumerate(correct)]
-        return EvalResult(records, [])
-
-    a = result("cap", [True, True, True, False])
-    b = result("end-to-end", [False, True, False, False])
-    effect = paired_effect(a, "cap", b, "end-to-end")
-    assert effect.delta == pytest.approx(0.5) and effect.n == 4
-    assert effect.se == pytest.approx(((1 / 3) ** 0.5) / 2)  # diffs 1, 0, 1, 0: sample std sqrt(1/3), / sqrt(4)
-    assert paired_effect(a, "cap", b, "missing") is None
-
-
 # ------------------------------------------------------------------------------------------------- the demo
 
 
@@ -435,22 +357,39 @@ def test_quick_demo_writes_every_report_file(tmp_path: Path) -> None:
     for name in REPORT_FILES:
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     with (out / "accuracy.csv").open() as f:
-        rows = {r["row"]: r for r in csv.DictReader(f)}
-    assert {"sft:end-to-end", "sft:qcap+sol", "vpo:qcap+sol", "vpo:qcap+sol>solver", "vpo:qcap+sol>vote"} <= set(rows)
-    assert all(0 <= float(r["accuracy"]) <= 1 for r in rows.values())
-    records = [json.loads(line) for line in (out / "records.jsonl").read_text().splitlines()]
-    sampled = [r for r in records if r["row"] == "qcap+sol"]
-    replayed = [r for r in records if r["row"].startswith("qcap+sol>")]
-    # the stronger reasoners answer from the recorded captions: no captioner ran for them
-    assert all("captioner_latency_s" in (r["metrics"] or {}) for r in sampled)
-    assert replayed and all("captioner_latency_s" not in (r["metrics"] or {}) for r in replayed)
+        table = {(r["captioner"], r["reasoner"], r["mode"]): r for r in csv.DictReader(f)}
+    smol = "hf:smollm2-135m-instruct"
+    assert set(table) == {
+        ("sft", "-", "direct"),  # the captioner alone, scored by the graph's score node
+        ("sft", smol, "qcap"),
+        ("sft", smol, "qcap+sol"),  # qcap+sol decoded as deployed, before VPO ...
+        ("vpo", smol, "qcap+sol"),  # ... and after
+        ("sft T=1", smol, "qcap+sol"),
+        ("vpo T=1", smol, "qcap+sol"),
+        ("sft T=1", "world-solver", "qcap+sol"),
+        ("vpo T=1", "world-solver", "qcap+sol"),
+        ("vpo T=1", f"{smol} (majority of 2)", "qcap+sol"),
+    }
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    for key, row in table.items():  # each row's accuracy is what its records say
+        scored = [r for r in records if (r["captioner"], r["reasoner"], r["mode"]) == key and r["status"] == "scored"]
+        assert int(row["world_scored"]) == len(scored) > 0, key
+        assert float(row["world"]) == pytest.approx(sum(r["correct"] for r in scored) / len(scored), abs=5e-5), key
+        assert {r["sample_id"] for r in scored} <= {f"test-1-{i:06d}" for i in range(6)}  # the held-out split
+    direct = [r for r in records if r["mode"] == "direct"]
+    assert direct and all(r["captioner_output"] and r["reasoner_output"] is None for r in direct)
+    # the vote answers from the recorded captions: its captioner refuses calls, and no perception was added for it
+    assert all(r["status"] == "scored" for r in records if "majority" in r["reasoner"])
+    perceived = [json.loads(line)["captioner"] for line in (out / "perceptions.jsonl").read_text().splitlines()]
+    assert Counter(perceived) == {"sft": 3 * 6, "sft T=1": 6, "vpo": 6, "vpo T=1": 6}  # greedy: 3 modes
     page = (out / "examples.html").read_text()
     assert page.count("data:image/png;base64,") == DemoConfig.preset(True).n_examples
     assert (out / "vpo_curves.png").read_bytes()[:4] == b"\x89PNG"
     spans = [json.loads(line) for line in (out / "trace.jsonl").read_text().splitlines()]
     assert {"rapid.perceive", "rapid.reason"} <= {s["name"] for s in spans}
     readme = (out / "README.md").read_text()
-    assert "noise" in readme and "| captioner alone (end to end) |" in readme
+    assert "noise" in readme and "| sft | - | direct |" in readme and "(world seed 1)" in readme
+    assert "**`qcap+sol` decoded as deployed (greedy captioner) minus `qcap`" in readme
     assert "The reasoner's accuracy % from each caption style" in readme and "| SFT captioner | 1 |" in readme
     assert "`hf:smollm2-135m-instruct`" in readme and str(Path.home()) not in readme and str(tmp_path) not in readme
     sft = summary["checks"]["sft"]
@@ -488,50 +427,3 @@ def test_length_bucketed_batches_cover_an_epoch_with_less_padding() -> None:
     plain = [shuffled[i : i + 32] for i in range(0, 1000, 32)]
     assert padded(batches) < 0.8 * padded(plain)
     assert batches != length_bucketed_batches(lengths, 32, random.Random(2))  # the order is random per epoch
-
-
-def test_level_table_splits_rows_by_level() -> None:
-    from rapid_agent.demo.report import level_table
-    from rapid_agent.eval.evaluate import summarize
-
-    def records(row: str, correct: list[tuple[int, bool | None]]) -> list[dict]:
-        return [
-            {"row": row, "seed": 0, "id": str(i), "level": lv, "correct": c, "errors": [] if c is not None else ["x"]}
-            for i, (lv, c) in enumerate(correct)
-        ]
-
-    found = records("end-to-end", [(1, True), (1, True), (2, False), (2, False)])
-    found += records("qcap", [(1, True), (1, False), (2, True), (2, True)])
-    table = level_table({"sft": EvalResult(found, summarize(found))}, DemoConfig())
-    assert "| SFT captioner | captioner alone (end to end) | 100.0 | 0.0 |" in table
-    assert "| SFT captioner | decoupled: qcap | 50.0 | 100.0 |" in table
-
-
-def test_style_accuracy_table_reads_each_samples_style() -> None:
-    from rapid_agent.demo.report import style_accuracy_table
-    from rapid_agent.eval.evaluate import summarize
-
-    def record(level: int, caption: str | None, correct: bool | None, row: str = "qcap+sol") -> dict:
-        return {
-            "row": row,
-            "seed": 0,
-            "id": caption or "",
-            "level": level,
-            "caption": caption,
-            "correct": correct,
-            "errors": [],
-        }
-
-    found = [
-        record(1, "3.", True),
-        record(1, "3.", False),
-        record(1, "There are 3 red circles.", True),
-        record(2, "Some red shapes.", False),
-        record(2, "garbled", True),
-        record(2, "There are 2 red shapes. 6.", True),  # a description run together with the answer: mixed
-        record(2, "Some red shapes.", None),  # no gold answer to score: not counted
-        record(1, "3.", False, row="qcap"),  # another row: not counted
-    ]
-    table = style_accuracy_table({"vpo": EvalResult(found, summarize(found))}, DemoConfig())
-    assert "| after VPO | 1 | 100 (n=1) |  |  |  | 50 (n=2) |  |  |" in table
-    assert "| after VPO | 2 |  |  |  | 0 (n=1) |  | 100 (n=1) | 100 (n=1) |" in table

@@ -38,6 +38,12 @@ BUNDLED, SCRATCH = "bundled", "scratch"
 
 #: bump when the captioner's training code changes in a way that should invalidate cached captioners
 SFT_VERSION = 7
+#: how far into the world seed's streams the bundled base (`base.py`) was trained: the first 8,000 train items that
+#: miss its first 256 test items. A held-out test split stays clear of all of them (`DemoConfig.test_items`)
+BASE_TRAIN, BASE_HELD_OUT = 8000, 256
+#: the default seed of the table's test split: a stream no setting was tuned on (every tuning run used the world
+#: seed's own test split, `test_seed=world_seed`)
+HELD_OUT_SEED = 1
 
 DEMO_PROMPTS: Prompts = DEFAULT_PROMPTS.replace(
     # captioner side: short, but still a describe/solve split that never asks the captioner to answer in cap modes
@@ -79,6 +85,14 @@ class DemoConfig:
     grid: int = field(default=4, metadata={"help": "cells per image side; one object per cell"})
     max_objects: int = field(default=8, metadata={"help": "most objects in one scene"})
     world_seed: int = field(default=0, metadata={"help": "seed of the world"})
+    test_seed: int = field(
+        default=HELD_OUT_SEED,
+        metadata={
+            "help": f"seed of the test split every table row is measured on. {HELD_OUT_SEED} (default): a split no "
+            "setting was tuned on, clear of every item the captioner and its base trained on; the world seed (0): "
+            "the world's own test split, the one every tuning run measured"
+        },
+    )
     # captioner
     captioner_base: str = field(
         default=BUNDLED,
@@ -272,7 +286,8 @@ class DemoConfig:
 
     def build_world(self, n_train: int | None = None) -> Any:
         """The world's "train"/"test" splits for these settings (`n_train` overrides the training split's size; the
-        test split does not depend on it)."""
+        test split does not depend on it). This "test" is the world seed's own split, which the captioner's training
+        excludes and every tuning run measured; the table is measured on `test_items()`."""
         from rapid_agent.world import build_world
 
         return build_world(
@@ -284,6 +299,25 @@ class DemoConfig:
             grid=self.grid,
             max_objects=self.max_objects,
         )
+
+    def test_items(self) -> list[dict[str, Any]]:
+        """The table's test split: `n_test` items of the test stream of `test_seed`. Unless that is the world seed's
+        own split, items whose scene and question appear among the first items of the world seed's train stream (what
+        the captioner and its pretrained base trained on) or of its test stream (what tuning measured) are skipped."""
+        from rapid_agent.world import split_items
+
+        world = {
+            "levels": self.levels,
+            "image_size": self.image_size,
+            "grid": self.grid,
+            "max_objects": self.max_objects,
+        }
+        if self.test_seed == self.world_seed:
+            return split_items(self.n_test, seed=self.world_seed, split="test", **world)
+        seen = split_items(max(self.n_train, BASE_TRAIN) + BASE_HELD_OUT, seed=self.world_seed, split="train", **world)
+        seen += split_items(max(self.n_test, BASE_HELD_OUT), seed=self.world_seed, split="test", **world)
+        exclude = {item["signature"] for item in seen}
+        return split_items(self.n_test, seed=self.test_seed, split="test", exclude=exclude, **world)
 
     def captioner_key_fields(self) -> dict[str, Any]:
         """What the trained captioner depends on (its cache key); evaluation and VPO settings are left out."""

@@ -1,25 +1,27 @@
-"""The demo's report folder: accuracy table (Markdown, CSV), style shares, VPO curves (PNG), example items (HTML with
-embedded images), the trace of one graph run (JSON lines), per-sample records, and a README that sets each effect
-against the noise.
+"""The demo's report folder: the accuracy table (Markdown, CSV: `rapid_agent.eval.tables`, the benchmarks' writer),
+style shares, VPO curves (PNG), example items (HTML with embedded images), the trace of one graph run (JSON lines),
+the runner's per-sample records, and a README that sets each effect against the noise (`effects`).
 
-Noise is measured two ways and both are reported: the standard deviation over reasoner seeds (of a row's accuracy,
-and of each effect's per-seed difference), and the standard error of a paired difference over test items (each
-item's correctness, or share of samples, averaged over seeds, the two sides compared item by item). An effect
-counts as "beyond noise" here when it exceeds twice that standard error.
+Every number of the table is counted from the records in the folder by `rapid_agent.eval.summary`: a row per
+captioner (stage, decoding), reasoner and mode, each cell the mean over reasoner seeds with its 95% interval.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import html
 import json
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rapid_agent.backends.images import image_to_data_url
-from rapid_agent.eval.evaluate import END_TO_END, EvalResult, RowSummary, write_csv
+from rapid_agent.demo.effects import CLAIMS, Effect, effects
+from rapid_agent.demo.rows import BENCHMARK, sampled
+from rapid_agent.eval.runner import NO_REASONER
+from rapid_agent.eval.store import PERCEPTIONS, RESULTS, read_results
+from rapid_agent.eval.summary import Summary, summarize
+from rapid_agent.eval.tables import metric_names, metrics_markdown, to_markdown, write_csv
+from rapid_agent.perception import DIRECT
 from rapid_agent.world import KINDS, style_of
 
 TABLE_MD = "accuracy.md"
@@ -27,175 +29,42 @@ TABLE_CSV = "accuracy.csv"
 CURVES_PNG = "vpo_curves.png"
 EXAMPLES_HTML = "examples.html"
 TRACE_JSONL = "trace.jsonl"
-RECORDS_JSONL = "records.jsonl"
+RESULTS_JSONL = f"{RESULTS}.jsonl"
+PERCEPTIONS_JSONL = f"{PERCEPTIONS}.jsonl"
 README = "README.md"
 SUMMARY_JSON = "summary.json"
-REPORT_FILES = (TABLE_MD, TABLE_CSV, CURVES_PNG, EXAMPLES_HTML, TRACE_JSONL, RECORDS_JSONL, README, SUMMARY_JSON)
-#: how each stage of the table is headed
+REPORT_FILES = (
+    TABLE_MD,
+    TABLE_CSV,
+    CURVES_PNG,
+    EXAMPLES_HTML,
+    TRACE_JSONL,
+    RESULTS_JSONL,
+    PERCEPTIONS_JSONL,
+    README,
+    SUMMARY_JSON,
+)
+#: how each captioner stage is headed
 STAGE_TITLES = {"sft": "SFT captioner", "vpo": "after VPO", "vpo-no-penalty": "after VPO without the penalty"}
 
 
-def solver_row(mode: str) -> str:
-    """The row of `mode`'s captions answered by the world's exact solver."""
-    return f"{mode}>solver"
+def legend(config: Any) -> str:
+    """What the table's labels mean."""
+    return (
+        f"Captioner: the stage's captioner decoding greedily, as deployed; `T={config.vpo_temperature:g}`: sampling "
+        "as VPO trains it, seeded like the reasoner. Reasoner `-`: none, mode `direct`: the captioner answers alone "
+        "and its output is scored. `world-solver`: the world's exact solver on the same captions; `(majority of k)`: "
+        "the reasoner's vote over k samples on them (seed 0). Scores in %, ± the spread over reasoner seeds.\n"
+    )
 
 
-def majority_row(mode: str) -> str:
-    """The row of `mode`'s captions answered by the reasoner's majority vote."""
-    return f"{mode}>vote"
-
-
-def row_label(row: str, config: Any) -> str:
-    if row == END_TO_END:
-        return "captioner alone (end to end)"
-    if row.endswith(">solver"):
-        return f"decoupled: {row.split('>')[0]}, exact solver on the same captions"
-    if row.endswith(">vote"):
-        return f"decoupled: {row.split('>')[0]}, reasoner majority of {config.majority_k} on the same captions"
-    sampled = f" (captioner samples at T={config.vpo_temperature:g})" if row == config.vpo_mode else ""
-    return f"decoupled: {row}{sampled}"
-
-
-@dataclasses.dataclass
-class Effect:
-    """Side `a` minus side `b` (accuracy or a share, in [-1, 1]): its paired standard error over items, and the
-    standard deviation of the per-seed differences (None with fewer than two shared seeds)."""
-
-    a: str
-    b: str
-    delta: float
-    se: float
-    n: int
-    seed_std: float | None = None
-    seeds: int = 1
-
-    @property
-    def beyond_noise(self) -> bool:
-        return self.se > 0 and abs(self.delta) > 2 * self.se or (self.se == 0 and self.delta != 0)
-
-    def text(self) -> str:
-        verdict = "beyond noise" if self.beyond_noise else "within noise"
-        spread = (
-            f", seed-to-seed std {100 * self.seed_std:.1f} over {self.seeds} seeds"
-            if self.seed_std is not None
-            else ""
-        )
-        return f"{100 * self.delta:+.1f} points (paired SE {100 * self.se:.1f} over {self.n} items{spread}; {verdict})"
-
-
-def _mean_std(values: Sequence[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
-    return mean, math.sqrt(var)
-
-
-def paired_values(a: Mapping[str, float], b: Mapping[str, float], name_a: str, name_b: str) -> Effect | None:
-    """Per-item values of two sides compared item by item; None when they share no item."""
-    ids = sorted(set(a) & set(b))
-    if not ids:
-        return None
-    mean, std = _mean_std([a[i] - b[i] for i in ids])
-    return Effect(name_a, name_b, mean, std / math.sqrt(len(ids)), len(ids))
-
-
-def _per_item(result: EvalResult, row: str) -> dict[str, float]:
-    """Each item's correctness in `row`, averaged over seeds (errored samples have no verdict and are left out)."""
-    sums: dict[str, list[float]] = {}
-    for r in result.records:
-        if r["row"] == row and r["correct"] is not None:
-            sums.setdefault(r["id"], []).append(float(r["correct"]))
-    return {k: sum(v) / len(v) for k, v in sums.items()}
-
-
-def _per_seed(result: EvalResult, row: str) -> dict[Any, float]:
-    by_seed: dict[Any, list[float]] = {}
-    for r in result.records:
-        if r["row"] == row and r["correct"] is not None:
-            by_seed.setdefault(r["seed"], []).append(float(r["correct"]))
-    return {s: sum(v) / len(v) for s, v in by_seed.items()}
-
-
-def paired_effect(
-    a: EvalResult, row_a: str, b: EvalResult, row_b: str, name_a: str | None = None, name_b: str | None = None
-) -> Effect | None:
-    """Row `row_a` of `a` against `row_b` of `b`, item by item; None when they share no item."""
-    effect = paired_values(_per_item(a, row_a), _per_item(b, row_b), name_a or row_a, name_b or row_b)
-    if effect is None:
-        return None
-    seeds_a, seeds_b = _per_seed(a, row_a), _per_seed(b, row_b)
-    shared = sorted(set(seeds_a) & set(seeds_b), key=str)
-    if len(shared) > 1:
-        effect.seed_std = _mean_std([seeds_a[s] - seeds_b[s] for s in shared])[1]
-    effect.seeds = max(len(shared), 1)
-    return effect
-
-
-def effects(results: dict[str, EvalResult], checks: dict[str, dict], config: Any) -> dict[str, list[Effect]]:
-    """Every effect the report states, by claim (see `CLAIMS`)."""
-    sft, mode = results["sft"], config.vpo_mode
-    found: dict[str, list[Effect | None]] = {
-        "decoupling": [
-            paired_effect(sft, s.row, sft, END_TO_END) for s in sft.summary if s.row in (*config.modes, mode)
-        ],
-        "stronger": [],
-    }
-    for stage, result in results.items():
-        rows = {s.row for s in result.summary}
-        for extra in (solver_row(mode), majority_row(mode)):
-            if extra in rows:
-                found["stronger"].append(
-                    paired_effect(result, extra, result, mode, f"{stage}:{extra}", f"{stage}:{mode}")
-                )
-    styles = {stage: c.get("styles") for stage, c in checks.items() if c.get("styles")}
-    if "vpo" in results:
-        found["vpo"] = [paired_effect(results["vpo"], mode, sft, mode, f"vpo:{mode}", f"sft:{mode}")]
-        if "vpo" in styles and "sft" in styles:
-            found["vpo"].append(
-                paired_values(
-                    styles["vpo"]["per_item_usable"], styles["sft"]["per_item_usable"], "vpo:usable", "sft:usable"
-                )
-            )
-    if "vpo" in styles and "vpo-no-penalty" in styles:
-        found["penalty"] = [
-            paired_values(
-                styles["vpo"]["per_item_descriptive"],
-                styles["vpo-no-penalty"]["per_item_descriptive"],
-                "vpo:valid captions",
-                "vpo-no-penalty:valid captions",
-            ),
-            paired_effect(results["vpo"], mode, results["vpo-no-penalty"], mode, f"vpo:{mode}", f"no-penalty:{mode}"),
-        ]
-    return {k: [e for e in v if e is not None] for k, v in found.items()}
-
-
-CLAIMS = {
-    "decoupling": "Decoupled pipeline (SFT captioner) minus the captioner alone",
-    "vpo": "After VPO minus before: accuracy of the VPO mode, and the share of usable (counts-style) samples",
-    "penalty": "VPO with the caption penalty minus without: share of samples whose caption describes the image, "
-    "and accuracy",
-    "stronger": "A stronger reasoner on the same captions minus SmolLM2 on them (no captioner call)",
-}
-
-
-def combined_table(results: dict[str, EvalResult], config: Any) -> str:
-    """One Markdown table: each row's accuracy per stage (SFT captioner, after VPO, ...)."""
-    seeds = max(s.seeds for result in results.values() for s in result.summary)
-    unit = " (mean ± std over seeds)" if seeds > 1 else ""
-    stages = list(results)
-    lines = [
-        "| row | " + " | ".join(STAGE_TITLES.get(s, s) + f": accuracy %{unit}" for s in stages) + " | n | errored |",
-        "|---|" + "---:|" * (len(stages) + 2),
-    ]
-    order = list(dict.fromkeys(s.row for result in results.values() for s in result.summary))
-    for row in order:
-        cells, n, errored = [], 0, 0
-        for stage in stages:
-            found = {s.row: s for s in results[stage].summary}.get(row)
-            cells.append(found.formatted() if found else "")
-            if found:
-                n, errored = found.n, errored + found.errored
-        lines.append(f"| {row_label(row, config)} | " + " | ".join(cells) + f" | {n} | {errored} |")
-    return "\n".join(lines) + "\n"
+def accuracy_table(table: Summary, config: Any) -> str:
+    """The one table writer's Markdown, with the world's accuracy per question level under it."""
+    levels = [m for m in metric_names(table, BENCHMARK) if m.startswith("level_")]
+    text = to_markdown(table, counts=False, avg=False) + "\n" + legend(config)
+    if levels:
+        text += "\nAccuracy % per question level (mean over seeds)\n\n" + metrics_markdown(table, BENCHMARK, levels)
+    return text
 
 
 def style_table(checks: dict[str, dict]) -> str:
@@ -210,34 +79,22 @@ def style_table(checks: dict[str, dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def level_table(results: dict[str, EvalResult], config: Any) -> str:
-    """Accuracy % of every (stage, row) by question level (mean over seeds): where each route wins or loses."""
-    rows = [(stage, s) for stage, result in results.items() for s in result.summary]
-    levels = sorted({level for _, s in rows for level in s.by_level})
-    lines = [
-        "| captioner | row | " + " | ".join(f"level {lv}" for lv in levels) + " |",
-        "|---|---|" + "---:|" * len(levels),
-    ]
-    for stage, s in rows:
-        shown = [f"{100 * s.by_level[lv]:.1f}" if lv in s.by_level else "" for lv in levels]
-        lines.append(f"| {STAGE_TITLES.get(stage, stage)} | {row_label(s.row, config)} | " + " | ".join(shown) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def style_accuracy_table(results: dict[str, EvalResult], config: Any) -> str:
+def style_accuracy_table(records: Sequence[dict], config: Any, reasoner: str) -> str:
     """The reasoner's accuracy % from each caption style the captioner sampled in the VPO mode, per stage and
     question level, with the number of samples: which styles pay, and whether the bare answer out-earns the
     descriptions (the shortcut the caption penalty exists to stop). Styles are read from each recorded caption."""
-    found: dict[tuple[str, int, str], list[bool]] = {}
-    for stage, result in results.items():
-        for r in result.records:
-            if r["row"] == config.vpo_mode and r["correct"] is not None:
-                key = (stage, r.get("level"), style_of(r.get("caption")))
-                found.setdefault(key, []).append(bool(r["correct"]))
+    stages = {sampled(stage, config): stage for stage in STAGE_TITLES}
+    found: dict[tuple[str, Any, str], list[bool]] = {}
+    for r in records:
+        stage = stages.get(r.get("captioner"))
+        if stage and r["mode"] == config.vpo_mode and r["reasoner"] == reasoner and r.get("status") == "scored":
+            key = (stage, (r.get("fields") or {}).get("level"), style_of(r.get("caption")))
+            found.setdefault(key, []).append(bool(r["correct"]))
     names = list(KINDS)
     lines = ["| captioner | level | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
+    order = list(STAGE_TITLES)
     for stage, level in sorted(
-        {(stage, level) for stage, level, _ in found}, key=lambda k: (list(results).index(k[0]), str(k[1]))
+        {(stage, level) for stage, level, _ in found}, key=lambda k: (order.index(k[0]), str(k[1]))
     ):
         cells = []
         for name in names:
@@ -245,10 +102,6 @@ def style_accuracy_table(results: dict[str, EvalResult], config: Any) -> str:
             cells.append(f"{100 * sum(marks) / len(marks):.0f} (n={len(marks)})" if marks else "")
         lines.append(f"| {STAGE_TITLES.get(stage, stage)} | {level} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def _renamed(summary: Sequence[RowSummary], stage: str) -> list[RowSummary]:
-    return [dataclasses.replace(s, row=f"{stage}:{s.row}") for s in summary]
 
 
 def write_curves(out: Path, vpo: dict[str, dict]) -> Path:
@@ -305,27 +158,38 @@ def _cell(value: Any) -> str:
     return html.escape("" if value is None else str(value)).replace("\n", "<br>")
 
 
-def write_examples(out: Path, items: Sequence[dict], results: dict[str, EvalResult], mode: str, n: int) -> Path:
-    """An HTML page with `n` test items: image, question, gold, then per stage the captioner alone and `mode`."""
+def write_examples(
+    out: Path, items: Sequence[dict], records: Sequence[dict], config: Any, reasoner: str, n: int
+) -> Path:
+    """An HTML page with `n` test items: image, question, gold, then per stage the captioner alone, the VPO mode as
+    deployed and as sampled, and the exact solver on the sampled captions (seed 0)."""
     by_key = {
-        (stage, r["row"], r["id"]): r for stage, res in results.items() for r in res.records if r["seed"] in (0, None)
+        (r["captioner"], r["reasoner"], r["mode"], r["sample_id"]): r for r in records if r.get("seed") in (0, None)
     }
+    mode = config.vpo_mode
     blocks = []
     for item in items[:n]:
         rows = []
-        for stage in results:
-            for row in (END_TO_END, mode, solver_row(mode)):
-                r = by_key.get((stage, row, item["id"]))
+        for stage in STAGE_TITLES:
+            shown = [
+                (stage, NO_REASONER, DIRECT),
+                (stage, reasoner, mode),
+                (sampled(stage, config), reasoner, mode),
+                (sampled(stage, config), "world-solver", mode),
+            ]
+            for captioner, row_reasoner, row_mode in shown:
+                r = by_key.get((captioner, row_reasoner, row_mode, item["id"]))
                 if r is None:
                     continue
-                verdict = "✅ right" if r["correct"] else "❌ wrong"
-                if r["errors"]:
+                verdict = "✅ right" if r.get("correct") else "❌ wrong"
+                if r.get("errors"):
                     verdict += " (error: " + "; ".join(r["errors"]) + ")"
+                row = row_mode if row_reasoner in (reasoner, NO_REASONER) else f"{row_mode}, {row_reasoner}"
                 rows.append(
                     "<tr>"
-                    f"<td>{_cell(STAGE_TITLES.get(stage, stage))}</td><td>{_cell(row)}</td>"
+                    f"<td>{_cell(captioner)}</td><td>{_cell(row)}</td>"
                     f"<td>{_cell(r.get('caption'))}</td>"
-                    f"<td>{_cell(r.get('solution') if row != END_TO_END else r.get('captioner_output'))}</td>"
+                    f"<td>{_cell(r.get('captioner_output') if row_mode == DIRECT else r.get('solution'))}</td>"
                     f"<td>{_cell(r.get('reasoner_output'))}</td><td>{_cell(r.get('prediction'))}</td>"
                     f"<td>{_cell(verdict)}</td></tr>"
                 )
@@ -349,15 +213,6 @@ def write_examples(out: Path, items: Sequence[dict], results: dict[str, EvalResu
     )
     path = out / EXAMPLES_HTML
     path.write_text(page)
-    return path
-
-
-def write_records(out: Path, results: dict[str, EvalResult]) -> Path:
-    path = out / RECORDS_JSONL
-    with path.open("w") as f:
-        for stage, result in results.items():
-            for r in result.records:
-                f.write(json.dumps({"stage": stage, **r}, default=str) + "\n")
     return path
 
 
@@ -413,6 +268,7 @@ def _base_lines(info: dict[str, Any]) -> list[str]:
 def write_readme(
     out: Path, config: Any, summary: dict[str, Any], table: str, found: dict[str, list[Effect]], extra: str
 ) -> Path:
+    """The report's README: setup, the captioner against the truth, the table, the effects against noise."""
     cfg, timings, info = summary["config"], summary["timings"], summary["checks"].get("sft", {})
     styles = ", ".join(f"{s} {w:g}" for s, w in cfg["sft_styles"])
     lines = [
@@ -426,6 +282,7 @@ def write_readme(
         "",
         f"- world: {cfg['n_train']} training and {cfg['n_test']} held-out test items, levels {cfg['levels']}, "
         f"{cfg['image_size']}px images on a {cfg['grid']}x{cfg['grid']} grid, up to {cfg['max_objects']} objects",
+        _split_line(cfg),
         f"- captioner: {summary['captioner']}, {info.get('parameters', 0):,} parameters, seed {cfg['sft_seed']}, "
         f"{info.get('sft_steps', '?')} SFT steps "
         f"({'trained in this run' if summary['captioner_built'] else 'loaded from the cache'}); taught the "
@@ -446,14 +303,16 @@ def write_readme(
         "",
         *_checks_lines(summary["checks"]),
         "",
-        "## Accuracy on the held-out test split",
+        f"## Accuracy on the held-out test split (world seed {cfg['test_seed']})",
         "",
         table,
         extra,
         "## Effects against noise",
         "",
-        "Each effect is a paired difference over the same test items (correctness, or a share of samples, averaged "
-        "over seeds); 'beyond noise' means larger than twice its standard error.",
+        "Each effect is a paired difference over the same test items (each item's correctness, or its share of "
+        "samples, averaged over seeds) with its 95% interval: Agresti-Min for one seed's right/wrong items, a paired "
+        "bootstrap over items otherwise (`rapid_agent.eval.stats`). 'Beyond noise' means the interval excludes 0; an "
+        "interval of no width (one item, or every difference the same) cannot judge the difference.",
         "",
     ]
     for key, title in CLAIMS.items():
@@ -464,11 +323,15 @@ def write_readme(
     lines += [
         "## Files",
         "",
-        f"- `{TABLE_MD}`, `{TABLE_CSV}`: the table (CSV rows are `<stage>:<row>`, accuracies as fractions)",
-        f"- `{CURVES_PNG}`: per VPO run, reward, held-out style shares and valid-caption ratio per step",
+        f"- `{TABLE_MD}`, `{TABLE_CSV}`: the table (`rapid_agent.eval.tables`: the CSV has each score, its interval, "
+        "counts, the spread over seeds and the accuracy per level, as fractions)",
+        f"- `{CURVES_PNG}`: per VPO run, reward, style shares (on the world's own test split) and valid-caption "
+        "ratio per step",
         f"- `{EXAMPLES_HTML}`: example items with image, caption, solution, reasoner output and verdict",
         f"- `{TRACE_JSONL}`: OpenTelemetry spans of one graph run",
-        f"- `{RECORDS_JSONL}`: every sample of every row and seed; `{SUMMARY_JSON}`: settings and figures",
+        f"- `{RESULTS_JSONL}`: every sample of every row and seed (the runner's records: "
+        "`python -m rapid_agent.eval --compare` reads this folder); "
+        f"`{PERCEPTIONS_JSONL}`: the captioner outputs they were answered from; `{SUMMARY_JSON}`: settings and figures",
         "",
     ]
     path = out / README
@@ -476,34 +339,39 @@ def write_readme(
     return path
 
 
-def write_report(
-    out: Path, config: Any, results: dict[str, EvalResult], summary: dict[str, Any], items: Sequence[dict]
-) -> dict[str, Any]:
-    """Every report file; returns what the summary adds: the table and the effects."""
-    table = combined_table(results, config)
-    (out / TABLE_MD).write_text(table)
-    write_csv([s for stage, r in results.items() for s in _renamed(r.summary, stage)], out / TABLE_CSV)
-    write_curves(out, {k: v for k, v in summary.get("vpo", {}).items()})
-    write_examples(out, items, results, config.vpo_mode, config.n_examples)
-    write_records(out, results)
-    found = effects(results, summary["checks"], config)
+def _split_line(cfg: dict[str, Any]) -> str:
+    if cfg["test_seed"] == cfg["world_seed"]:
+        return (
+            f"- test split: the world's own (seed {cfg['world_seed']}), the split every demo setting was tuned on: "
+            "its figures flatter the settings"
+        )
+    return (
+        f"- test split: {cfg['n_test']} items of world seed {cfg['test_seed']}, which no setting was tuned on and "
+        "none of whose scenes and questions the captioner or its pretrained base trained on (the VPO curves use the "
+        f"world's own test split, seed {cfg['world_seed']})"
+    )
+
+
+def write_report(out: Path, config: Any, summary: dict[str, Any], items: Sequence[dict]) -> dict[str, Any]:
+    """Every report file from the records in `out`; returns what the summary adds: the table and the effects."""
+    records = read_results(out)
+    table = summarize(records)
+    reasoner = summary["reasoner"]
+    (out / TABLE_MD).write_text(accuracy_table(table, config))
+    write_csv(table, out / TABLE_CSV)
+    write_curves(out, dict(summary.get("vpo", {})))
+    write_examples(out, items, records, config, reasoner, config.n_examples)
+    found = effects(table, summary["checks"], config, reasoner)
     extra = (
         "## Styles of the VPO mode's held-out samples (%)\n\n"
         "A valid caption describes the image: in one of the styles but the bare answer, or mixed (a description in no "
         "single style's form: styles run together, a list cut off); other holds no description.\n\n"
         + style_table(summary["checks"])
-        + "\n## By question level\n\n"
-        + level_table(results, config)
         + f"\n## The reasoner's accuracy % from each caption style (`{config.vpo_mode}` samples, all seeds)\n\n"
-        + style_accuracy_table(results, config)
+        + style_accuracy_table(records, config, reasoner)
     )
-    added = {
-        "table": {stage: [dataclasses.asdict(s) for s in r.summary] for stage, r in results.items()},
-        "effects": {
-            k: [dataclasses.asdict(e) | {"beyond_noise": e.beyond_noise} for e in v] for k, v in found.items()
-        },
-    }
-    write_readme(out, config, summary | added, table, found, extra)
+    added = {"table": table.to_dict(), "effects": {k: [e.to_dict() for e in v] for k, v in found.items()}}
+    write_readme(out, config, summary | added, accuracy_table(table, config), found, extra)
     path = out / SUMMARY_JSON
     path.write_text(json.dumps(summary | added, indent=2, default=str) + "\n")
     return added

@@ -1,123 +1,109 @@
-"""The demo's table rows beyond a plain `evaluate` call: the VPO mode as the policy samples it, and other reasoners
-answering from captions a row already produced.
+"""The demo's table rows: the world adapter's held-out items through `rapid_agent.eval`'s runner, in a few graph
+modes, each captioner stage under its own name. Nothing here runs or scores a sample itself.
 
-    sampled_row(items, context, mode, seeds, temperature)   the captioner samples at `temperature`, seeded like the
-                                                            reasoner, one seed after the other
-    replay(result, row, reasoner, name, context)            the captions of `row` (every seed) handed to another
-                                                            reasoner through the graph: no captioner call is made
+Per captioner stage (`sft`, `vpo`, `vpo-no-penalty`), records appended to the report folder:
 
-Records have `evaluate`'s shape, so `summarize` and the report read them like any other row.
+    STAGE        -               direct     the captioner answering alone (SFT stage only)
+    STAGE        REASONER        qcap       `config.modes`, greedy captioner (SFT stage only)
+    STAGE        REASONER        qcap+sol   the VPO mode decoded as deployed: greedy captioner
+    STAGE T=1    REASONER        qcap+sol   the VPO mode as the policy samples it (captioner seeded like the reasoner)
+    STAGE T=1    world-solver    qcap+sol   the same sampled captions, answered by the world's exact solver
+    vpo T=1      REASONER (k)    qcap+sol   the same captions again, a majority of k reasoner samples (seed 0 only)
+
+Every row runs `config.seeds` reasoner seeds; the last row replays cached perceptions with a captioner that refuses
+to be called (`perceive=False`): zero captioner calls.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
+import copy
+from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
-from rapid_agent.api import solve_batch
-from rapid_agent.backends import GenerationConfig
+from rapid_agent.backends import Engine, GenerationConfig
 from rapid_agent.config import RapidContext
-from rapid_agent.eval.evaluate import EvalResult, evaluate, summarize
+from rapid_agent.demo.config import DemoConfig
+from rapid_agent.demo.solver import MajorityVote, WorldSolver
+from rapid_agent.eval.adapters.world import World
+from rapid_agent.eval.runner import EvalConfig, run_eval
+from rapid_agent.eval.sweep import CachedCaptioner
+from rapid_agent.perception import DIRECT
 
-#: what a replayed record keeps from the graph's result
-_RESULT_KEYS = ("caption", "solution", "captioner_output", "reasoner_output", "prediction", "verdict", "metrics")
+#: the benchmark label of the demo's items
+BENCHMARK = "world"
 
 
-def merge(*results: EvalResult) -> EvalResult:
-    """One result holding every record of `results`, summarised again (rows in order of first appearance)."""
-    records = [r for result in results for r in result.records]
-    return EvalResult(records, summarize(records))
+def sampled(stage: str, config: DemoConfig) -> str:
+    """The captioner label of `stage` sampling at the VPO temperature."""
+    return f"{stage} T={config.vpo_temperature:g}"
 
 
-def sampled_row(
-    items: Sequence[dict],
+def labelled(engine: Engine, label: str) -> Engine:
+    """`engine` under another name (the captioner column of the table): a shallow copy, sharing its model."""
+    named = copy.copy(engine)
+    named.spec = label
+    return named
+
+
+def context(config: DemoConfig, captioner: Any, reasoner: Any, *, temperature: float = 0.0) -> RapidContext:
+    """The demo's graph settings; the captioner decodes greedily unless `temperature` > 0 (top_p 1: the policy)."""
+    reasoner_t = config.reasoner_temperature
+    return RapidContext(
+        captioner=captioner,
+        reasoner=reasoner,
+        prompts=config.prompts,
+        captioner_gen=GenerationConfig(
+            temperature=temperature, top_p=1.0, max_new_tokens=config.captioner_max_new_tokens
+        ),
+        reasoner_gen=GenerationConfig(
+            temperature=reasoner_t,
+            top_p=0.95 if reasoner_t > 0 else 1.0,
+            max_new_tokens=config.reasoner_max_new_tokens,
+        ),
+    )
+
+
+def _eval(
+    out: Path, adapter: World, context: RapidContext, config: DemoConfig, progress: bool, **options: Any
+) -> None:
+    options.setdefault("seeds", tuple(range(config.seeds)))
+    # one batch of the whole split at a time: the engines see it as one call, as the demo's engines are sized for
+    settings = EvalConfig(
+        out=out, batch_size=config.reasoner_batch_size, concurrency=1, progress=progress, tables=False, **options
+    )
+    run_eval([adapter], context=context, config=settings)
+
+
+def evaluate_stage(
+    out: Path,
+    config: DemoConfig,
+    adapter: World,
+    stage: str,
+    captioner: Engine,
+    reasoner: Engine,
     *,
-    context: RapidContext,
-    mode: str,
-    seeds: Sequence[int],
-    temperature: float,
-    batch_size: int,
+    alone: bool,
     progress: bool,
-    description: str,
-) -> EvalResult:
-    """`mode` with the captioner sampling at `temperature` (the policy VPO trains): for reasoner seed s the
-    captioner samples with seed s too, so each seed is one draw of the whole pipeline."""
-    parts = []
-    for seed in seeds:
-        gen = dataclasses.replace(context.captioner_gen, temperature=temperature, top_p=1.0, seed=seed)
-        parts.append(
-            evaluate(
-                items,
-                context=context.replace(captioner_gen=gen),
-                modes=(mode,),
-                seeds=(seed,),
-                batch_size=batch_size,
-                progress=progress,
-                description=f"{description} seed {seed}",
-            )
-        )
-    return merge(*parts)
+) -> None:
+    """A stage's rows (see the module): greedy first (with the captioner alone and `config.modes` when `alone`),
+    then sampled, where the world's solver answers beside the reasoner from the same perceptions."""
+    modes = ((DIRECT, *config.modes) if alone else ()) + (config.vpo_mode,)
+    greedy = context(config, labelled(captioner, stage), reasoner)
+    _eval(out, adapter, greedy, config, progress, reasoners=(reasoner,), modes=modes)
+    policy = context(config, labelled(captioner, sampled(stage, config)), reasoner, temperature=config.vpo_temperature)
+    _eval(out, adapter, policy, config, progress, reasoners=(reasoner, WorldSolver()), modes=(config.vpo_mode,))
 
 
-def _record(source: dict, name: str, result: dict) -> dict:
-    errors = list(result.get("errors") or [])
-    gold = source.get("answer")
-    record = {k: source.get(k) for k in ("seed", "id", "level", "question", "answer", "choices")}
-    record |= {
-        "row": name,
-        # a run that failed (an engine, an answer check that could not run) has no verdict: counted apart
-        "correct": None if gold is None or errors or result.get("correct") is None else bool(result["correct"]),
-        "errors": errors,
-    }
-    return record | {k: result.get(k) for k in _RESULT_KEYS}
-
-
-def replay(
-    result: EvalResult,
-    row: str,
-    *,
-    reasoner: Any,
-    name: str,
-    context: RapidContext,
-    gen: GenerationConfig | None = None,
-    batch_size: int = 64,
-    progress: bool = False,
-    seeds: Sequence[Any] | None = None,
-) -> EvalResult:
-    """Row `name`: `reasoner` answers from the captioner outputs that row `row` of `result` recorded, seed by seed,
-    through the graph with no captioner (`captioner=None`: each sample carries its `captioner_output`). A source
-    record without an output (its captioner call failed) stays failed. `seeds`: only those seeds' records."""
-    sources = [r for r in result.records if r["row"] == row and (seeds is None or r["seed"] in seeds)]
-    if not sources:
-        raise ValueError(f"no records of row {row!r} to replay; rows are {sorted({r['row'] for r in result.records})}")
-    base = context.replace(captioner=None, reasoner=reasoner, mode=row)
-    records: list[dict] = []
-    bar = tqdm(total=len(sources), desc=name, unit="sample", disable=not progress, leave=False)
-    for seed in dict.fromkeys(r["seed"] for r in sources):
-        mine = [r for r in sources if r["seed"] == seed]
-        reasoner_gen = dataclasses.replace(gen or context.reasoner_gen, seed=seed)
-        ready = [r for r in mine if r.get("captioner_output") is not None]
-        samples = [
-            {
-                "id": r["id"],
-                "question": r["question"],
-                "answer": r["answer"],
-                "choices": r.get("choices") or [],
-                "captioner_output": r["captioner_output"],
-            }
-            for r in ready
-        ]
-        outs: dict[str, dict] = {}
-        for lo in range(0, len(samples), batch_size):
-            chunk = samples[lo : lo + batch_size]
-            for sample, out in zip(chunk, solve_batch(chunk, context=base.replace(reasoner_gen=reasoner_gen))):
-                outs[sample["id"]] = out
-            bar.update(len(chunk))
-        for r in mine:
-            out = outs.get(r["id"], {"errors": ["no captioner output to replay"]})
-            records.append(_record(r, name, out))
-    bar.close()
-    return EvalResult(records, summarize(records))
+def majority_row(
+    out: Path, config: DemoConfig, adapter: World, stage: str, reasoner: Engine, *, progress: bool
+) -> None:
+    """The reasoner voting over `config.majority_k` samples on `stage`'s sampled captions of seed 0, read from the
+    perception cache (k reasoner calls per sample: one seed keeps the row's cost that of k seeds)."""
+    if config.majority_k < 2:
+        return
+    cached = CachedCaptioner(sampled(stage, config))  # refuses to be called: the row makes no captioner call
+    policy = context(config, cached, reasoner, temperature=config.vpo_temperature)
+    vote = MajorityVote(reasoner, config.majority_k)
+    _eval(
+        out, adapter, policy, config, progress, reasoners=(vote,), modes=(config.vpo_mode,), seeds=(0,), perceive=False
+    )

@@ -3,8 +3,10 @@ penalty) -> table again -> stronger reasoners on the same captions -> report.
 
     run_demo(out_dir="reports/demo", quick=False, seeds=2)
 
-Every step has a progress bar; the table is printed at the end with the report's location. The demo reports what
-it measures: nothing in it checks that the numbers agree with the paper.
+Every table row is a run of `rapid_agent.eval`'s runner over the world adapter's held-out split (`rows`), recorded
+in the report folder (`results.jsonl`, `perceptions.jsonl`, started afresh by each demo run) and counted by its
+summary. Every step has a progress bar; the table is printed at the end with the report's location. The demo reports
+what it measures: nothing in it checks that the numbers agree with the paper.
 """
 
 from __future__ import annotations
@@ -24,13 +26,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from rapid_agent.backends import Engine, GenerationConfig, load_engine
-from rapid_agent.config import RapidContext
+from rapid_agent.backends import Engine, load_engine
 from rapid_agent.demo import measure, report, rows
 from rapid_agent.demo.captioner import ensure_captioner
 from rapid_agent.demo.config import SCRATCH, DemoConfig
-from rapid_agent.demo.solver import MajorityVote, WorldSolver
-from rapid_agent.eval.evaluate import EvalResult, evaluate
+from rapid_agent.eval.adapters.world import World
+from rapid_agent.eval.store import PERCEPTIONS, RESULTS, kind_files
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--reasoner", default=None, help=f"reasoner spec (default: {DEFAULT_REASONER})")
     parser.add_argument("--vpo-steps", type=int, default=None, help="VPO steps (0 skips VPO)")
+    parser.add_argument(
+        "--test-seed",
+        type=int,
+        default=None,
+        help="seed of the test split (default 1: a split no setting was tuned on; 0: the world's own test split, "
+        "which every tuning run measured)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -67,6 +75,8 @@ def main(args: argparse.Namespace) -> int:
         overrides["vpo_steps"] = args.vpo_steps
     if args.captioner_seed is not None:
         overrides["sft_seed"] = args.captioner_seed
+    if args.test_seed is not None:
+        overrides["test_seed"] = args.test_seed
     run_demo(
         out_dir=args.out,
         quick=args.quick,
@@ -109,21 +119,6 @@ def quiet_libraries() -> Iterator[None]:
         if hf_bars:
             hf_logging.enable_progress_bar()
         hf_logging.set_verbosity(verbosity)
-
-
-def _context(config: DemoConfig, captioner: Any, reasoner: Any) -> RapidContext:
-    temperature = config.reasoner_temperature
-    return RapidContext(
-        captioner=captioner,
-        reasoner=reasoner,
-        prompts=config.prompts,
-        captioner_gen=GenerationConfig(temperature=0.0, top_p=1.0, max_new_tokens=config.captioner_max_new_tokens),
-        reasoner_gen=GenerationConfig(
-            temperature=temperature,
-            top_p=0.95 if temperature > 0 else 1.0,
-            max_new_tokens=config.reasoner_max_new_tokens,
-        ),
-    )
 
 
 def run_demo(
@@ -174,79 +169,39 @@ class _Stages:
         return {"wall_s": self.wall, "cpu_s": self.cpu}
 
 
-def _evaluate_stage(
-    config: DemoConfig, items: list[dict], context: RapidContext, stage: str, *, greedy: bool, progress: bool
-) -> EvalResult:
-    """A stage's rows: the greedy ones (captioner alone and `config.modes`) when `greedy`, then the VPO mode as
-    the policy samples it."""
-    seeds = list(range(config.seeds))
-    kw = {"batch_size": config.reasoner_batch_size, "progress": progress}
-    parts = []
-    if greedy:
-        parts.append(
-            evaluate(items, context=context, modes=config.modes, end_to_end=True, seeds=seeds, description=stage, **kw)
-        )
-    parts.append(
-        rows.sampled_row(
-            items,
-            context=context,
-            mode=config.vpo_mode,
-            seeds=seeds,
-            temperature=config.vpo_temperature,
-            description=f"{stage} {config.vpo_mode}",
-            **kw,
-        )
-    )
-    return rows.merge(*parts)
-
-
-def _stronger(
-    config: DemoConfig, result: EvalResult, context: RapidContext, reasoner: Any, *, majority: bool, progress: bool
-) -> EvalResult:
-    """The VPO mode's recorded captions answered by the world's exact solver and (when `majority`) by the
-    reasoner voting over `config.majority_k` samples: no captioner call."""
-    parts = [result]
-    mode = config.vpo_mode
-    parts.append(rows.replay(result, mode, reasoner=WorldSolver(), name=report.solver_row(mode), context=context))
-    if majority and config.majority_k > 1:
-        vote = MajorityVote(reasoner, config.majority_k)
-        parts.append(
-            rows.replay(
-                result,
-                mode,
-                reasoner=vote,
-                name=report.majority_row(mode),
-                context=context,
-                progress=progress,
-                seeds=[0],  # k reasoner calls per sample: one seed keeps the row's cost that of k seeds
-            )
-        )
-    return rows.merge(*parts)
-
-
-def _measure(captioner: Engine, test_items: list[dict], config: DemoConfig) -> dict[str, Any]:
-    """A captioner's styles in the VPO mode and its verdicts as the judge, measured in this run (for the cached SFT
-    captioner too, so that every stage is measured with this run's settings)."""
+def _measure(captioner: Engine, test_items: list[dict], config: DemoConfig, *, descriptions: bool) -> dict[str, Any]:
+    """A captioner's styles in the VPO mode and its verdicts as the judge (and, when `descriptions`, its greedy
+    descriptions), measured in this run on the table's test split (for the cached SFT captioner too, so that every
+    stage is measured with this run's settings and items)."""
     styles = measure.styles(
         captioner, test_items, config, samples=config.style_samples, temperature=config.vpo_temperature
     )
-    return {"styles": styles, "judge": measure.judge(captioner, test_items, config)}
+    found = {"styles": styles, "judge": measure.judge(captioner, test_items, config)}
+    if descriptions:
+        found["descriptions"] = measure.descriptions(captioner, test_items, config)
+    return found
 
 
 def _run(out: Path, config: DemoConfig, *, quick: bool, cache_dir: str | Path | None, progress: bool) -> dict:
     out.mkdir(parents=True, exist_ok=True)
+    for path in kind_files(out, RESULTS) + kind_files(out, PERCEPTIONS):  # a run's records are its own
+        path.unlink()
     runs = [(VPO, config.vpo_caption_penalty)] + ([(NO_PENALTY, 0.0)] if config.vpo_compare_penalty else [])
     runs = runs if config.vpo_steps > 0 else []
     stages = _Stages(4 + 3 * len(runs) + 1, progress)
 
     stages.begin("world")
     world = config.build_world()
-    train_items, test_items = list(world["train"]), list(world["test"])
+    # the world seed's own test split (every tuning run measured it) serves the cache's checks and the VPO curves;
+    # the table and the report's measurements are on the held-out split of `test_seed`
+    train_items, development = list(world["train"]), list(world["test"])
+    test_items = config.test_items()
+    adapter = World.from_items(test_items, label=rows.BENCHMARK)
     stages.end("world")
 
     stages.begin("captioner")
     captioner_dir, manifest, built = ensure_captioner(
-        config, train_items, test_items, cache_root=cache_dir, progress=progress
+        config, train_items, development, cache_root=cache_dir, progress=progress
     )
     stages.end("captioner")
 
@@ -258,13 +213,13 @@ def _run(out: Path, config: DemoConfig, *, quick: bool, cache_dir: str | Path | 
     stages.end("load reasoner")
 
     stages.begin("evaluating the SFT captioner")
-    context = _context(config, captioner, reasoner)
-    results = {SFT: _evaluate_stage(config, test_items, context, SFT, greedy=True, progress=progress)}
-    checks: dict[str, dict[str, Any]] = {SFT: {**manifest.get("info", {}), **_measure(captioner, test_items, config)}}
+    rows.evaluate_stage(out, config, adapter, SFT, captioner, reasoner, alone=True, progress=progress)
+    measured = _measure(captioner, test_items, config, descriptions=True)
+    checks: dict[str, dict[str, Any]] = {SFT: {**manifest.get("info", {}), **measured}}
     stages.end("evaluate SFT")
 
     vpo_info: dict[str, dict[str, Any]] = {}
-    probe_items = test_items[: config.curve_items]
+    probe_items = development[: config.curve_items]
     for stage, penalty in runs:
         from rapid_agent.demo.vpo import run_vpo
 
@@ -283,24 +238,24 @@ def _run(out: Path, config: DemoConfig, *, quick: bool, cache_dir: str | Path | 
         stages.end(stage)
         stages.begin(f"evaluating {stage}")
         trained = load_engine(f"hf:{vpo_info[stage]['captioner']}", "captioner", max_batch_size=64)
-        results[stage] = _evaluate_stage(
-            config, test_items, context.replace(captioner=trained), stage, greedy=False, progress=progress
-        )
+        rows.evaluate_stage(out, config, adapter, stage, trained, reasoner, alone=False, progress=progress)
         stages.end(f"evaluate {stage}")
         stages.begin(f"measuring {stage}")
-        checks[stage] = _measure(trained, test_items, config)
+        checks[stage] = _measure(trained, test_items, config, descriptions=False)
         stages.end(f"measure {stage}")
 
     stages.begin("stronger reasoners")
-    for stage in results:
-        results[stage] = _stronger(config, results[stage], context, reasoner, majority=stage == VPO, progress=progress)
+    if runs:  # the stronger reasoner of the trained captioner's captions (the world's solver ran beside each stage)
+        rows.majority_row(out, config, adapter, VPO, reasoner, progress=progress)
     stages.end("stronger reasoners")
 
     from rapid_agent.demo.trace import trace_one_run
 
     item = test_items[0]
     sample = {k: item[k] for k in ("id", "question", "image", "answer", "choices")}
-    trace_one_run(sample, context.replace(mode=config.vpo_mode), out / report.TRACE_JSONL)
+    trace_one_run(
+        sample, rows.context(config, captioner, reasoner).replace(mode=config.vpo_mode), out / report.TRACE_JSONL
+    )
 
     timings = stages.close()
     summary = {
@@ -318,7 +273,7 @@ def _run(out: Path, config: DemoConfig, *, quick: bool, cache_dir: str | Path | 
         },
         "timings": timings,
     }
-    summary |= report.write_report(out, config, results, summary, test_items)
-    print(report.TABLE_MD and (out / report.TABLE_MD).read_text())
+    summary |= report.write_report(out, config, summary, test_items)
+    print((out / report.TABLE_MD).read_text())
     print(f"report: {out.resolve()} (README.md, {report.EXAMPLES_HTML}, ...) in {timings['wall_s']['total']:.0f} s")
     return summary
