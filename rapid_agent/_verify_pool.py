@@ -78,6 +78,16 @@ def default_workers() -> int:
 # --- one worker process ---------------------------------------------------------------------------------------
 
 
+def _readable(stream: Any, timeout_s: float) -> bool:
+    """Whether `stream` has data (or EOF) within `timeout_s`. poll, not select: select refuses descriptors
+    numbered 1024 and up, which a long-lived process holding many files reaches."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(stream, select.POLLIN | select.POLLHUP | select.POLLERR)
+        return bool(poller.poll(timeout_s * 1000))
+    return bool(select.select([stream], [], [], timeout_s)[0])
+
+
 def _cpu_seconds(pid: int) -> float | None:
     """User + system CPU time of process `pid` (Linux /proc); None where it cannot be read."""
     try:
@@ -151,7 +161,7 @@ class _Worker:
             left = deadline - time.monotonic()
             if left <= 0:
                 return "late"
-            if select.select([out], [], [], min(left, 1.0))[0]:
+            if _readable(out, min(left, 1.0)):
                 line = out.readline()
                 return json.loads(line) if line else "eof"
 

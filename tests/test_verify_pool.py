@@ -232,3 +232,25 @@ def test_pool_size(monkeypatch):
         _verify_pool.default_workers()
     with pytest.raises(ValueError, match="workers"):
         _verify_pool.configure(workers=0)
+
+
+def test_the_pool_works_in_a_process_holding_more_than_1024_files():
+    """select() refuses descriptors from 1024 up; a server or a test run holding many files reaches them."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"the hard limit on open files is {hard}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200) if soft != resource.RLIM_INFINITY else soft, hard))
+    _verify_pool.shutdown()
+    held = []
+    try:
+        while not held or held[-1] < 1030:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        assert check_answer(HALF, "0.5").correct is True
+        assert check_answer(HALF, "0.4").correct is False
+    finally:
+        _verify_pool.shutdown()
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
