@@ -88,3 +88,55 @@ def test_an_engine_that_raises_fails_its_batch_with_engine_errors():
     batcher = MicroBatcher(Broken(echo))
     out = batcher.submit_many([ChatRequest("a"), ChatRequest("b")], GEN)
     assert all(isinstance(o, EngineError) and "engine down" in str(o) for o in out)
+
+
+def test_an_engine_used_by_graph_runs_is_freed_with_its_batcher_thread_and_descriptors(tmp_path):
+    """Engines built again and again (a notebook, live eval every N steps, a test suite) must not each leave a
+    batcher thread and an event loop's descriptors behind: the loop once kept the graph node's context (and
+    with it the RapidContext and the engine) alive, and CI's process ran out of select()'s 1024 descriptors."""
+    import gc
+    import os
+    import time
+    import weakref
+
+    from PIL import Image
+
+    from rapid_agent import RapidContext
+    from rapid_agent.graphs import build_graph
+
+    image = tmp_path / "x.png"
+    Image.new("RGB", (8, 8)).save(image)
+    graph = build_graph().compile()
+
+    def run() -> weakref.ref:
+        captioner = FunctionEngine(lambda r: "<caption>3 dots</caption>")
+        context = RapidContext(captioner, FunctionEngine(lambda r: r"\boxed{3}"))
+        assert graph.invoke({"question": "How many?", "answer": "3", "image": str(image)}, context=context)["correct"]
+        return weakref.ref(captioner)
+
+    def batcher_threads() -> int:
+        return sum(t.name.startswith("batcher:") for t in threading.enumerate())
+
+    run()
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while batcher_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    threads, fds = threading.active_count(), len(os.listdir("/proc/self/fd"))
+    engines = [run() for _ in range(5)]
+    gc.collect()
+    assert all(ref() is None for ref in engines)
+    deadline = time.monotonic() + 5
+    while threading.active_count() > threads and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() <= threads
+    assert len(os.listdir("/proc/self/fd")) <= fds
+
+
+def test_a_closed_batcher_starts_a_new_loop_on_the_next_request():
+    engine = FunctionEngine(lambda r: r.prompt.upper())
+    batcher = MicroBatcher(engine)
+    assert batcher.submit(ChatRequest("a"), GenerationConfig()).text == "A"
+    batcher.close()
+    assert batcher.submit(ChatRequest("b"), GenerationConfig()).text == "B"
+    batcher.close()

@@ -84,12 +84,17 @@ call_origins: contextvars.ContextVar[tuple[contextvars.Context, ...]] = contextv
 
 
 class MicroBatcher:
-    """Coalesces requests for one engine. Use `submit`/`asubmit` for one request, `submit_many` for a list."""
+    """Coalesces requests for one engine. Use `submit`/`asubmit` for one request, `submit_many` for a list.
+
+    It runs its own event loop on a daemon thread from the first request; the loop stops and closes (its thread
+    ends, its descriptors are freed) at `close()` or when the batcher is collected, i.e. once nothing refers to
+    it or to its engine (`get_batcher` keeps it on the engine)."""
 
     def __init__(
         self, engine: Engine, *, window_s: float = DEFAULT_WINDOW_S, max_wait_s: float = DEFAULT_MAX_WAIT_S
     ) -> None:
         self.engine = engine
+        self._spec = getattr(engine, "spec", type(engine).__name__)
         self.window_s = window_s
         self.max_wait_s = max_wait_s
         self.num_calls = 0
@@ -102,6 +107,13 @@ class MicroBatcher:
         self._in_flight = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._start_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Stop the batcher's loop (requests still queued fail); a later request starts a new one."""
+        with self._start_lock:
+            loop, self._loop = self._loop, None
+        if loop is not None:
+            _stop_loop(loop)
 
     # -- public API --------------------------------------------------------------------------------------------
     def submit(self, request: ChatRequest, gen: GenerationConfig) -> Completion:
@@ -146,10 +158,13 @@ class MicroBatcher:
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._start_lock:
             if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name=f"batcher:{self.engine.spec}", daemon=True)
+                # in an empty context: the loop's own handles keep the context they were made in, and the caller's
+                # (a graph node's: its config, the RapidContext, this engine) would keep the engine alive forever
+                loop = contextvars.Context().run(asyncio.new_event_loop)
+                thread = threading.Thread(target=_run_loop, args=(loop,), name=f"batcher:{self._spec}", daemon=True)
                 thread.start()
                 self._loop = loop
+                weakref.finalize(self, _stop_loop, loop).atexit = False
         return self._loop
 
     async def _enqueue(
@@ -191,8 +206,9 @@ class MicroBatcher:
             timer.cancel()
         self._opened.pop(gen, None)
         queue = self._pending.get(gen)
-        while queue and self._in_flight < self.engine.max_concurrent_calls:
-            batch, queue[:] = queue[: self.engine.max_batch_size], queue[self.engine.max_batch_size :]
+        engine = self.engine
+        while queue and self._in_flight < engine.max_concurrent_calls:
+            batch, queue[:] = queue[: engine.max_batch_size], queue[engine.max_batch_size :]
             self._in_flight += 1
             asyncio.get_running_loop().create_task(self._call(gen, batch))
         if not queue:
@@ -207,10 +223,11 @@ class MicroBatcher:
         if len(self.batch_sizes) > MAX_STATS:
             del self.batch_sizes[: MAX_STATS // 2]
         call_origins.set(tuple(item[3] for item in batch if item[3] is not None))  # this task's own context
+        engine = self.engine
         try:
-            results = await traced(self.engine).agenerate([item[0] for item in batch], gen)
+            results = await traced(engine).agenerate([item[0] for item in batch], gen)
             if len(results) != len(batch):
-                raise EngineError(f"{self.engine!r} returned {len(results)} outputs for {len(batch)} requests")
+                raise EngineError(f"{engine!r} returned {len(results)} outputs for {len(batch)} requests")
         except Exception as exc:
             results = [exc] * len(batch)
         finally:
@@ -219,15 +236,35 @@ class MicroBatcher:
             if future.done():
                 continue
             if not isinstance(result, Exception):
-                result = malformed(self.engine, result) or result
+                result = malformed(engine, result) or result
             if isinstance(result, Exception):
-                error = result if isinstance(result, EngineError) else EngineError(f"{self.engine.spec}: {result}")
+                error = result if isinstance(result, EngineError) else EngineError(f"{self._spec}: {result}")
                 future.set_exception(error)
             else:
                 future.set_result(result)
         # requests that queued up while the engine was busy go out now, without waiting for another window
         for pending_gen in list(self._pending):
             self._dispatch(pending_gen)
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    try:
+        loop.run_forever()
+    finally:
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+
+def _stop_loop(loop: asyncio.AbstractEventLoop) -> None:
+    try:
+        loop.call_soon_threadsafe(loop.stop)
+    except RuntimeError:  # closed already
+        pass
 
 
 def malformed(engine: Engine, result: object) -> EngineError | None:
@@ -250,14 +287,17 @@ def traced(engine: Engine) -> Engine:
     return engine
 
 
-_batchers: weakref.WeakKeyDictionary[Engine, MicroBatcher] = weakref.WeakKeyDictionary()
+_BATCHER_ATTRIBUTE = "_rapid_batcher"
 _batchers_lock = threading.Lock()
 
 
 def get_batcher(engine: Engine) -> MicroBatcher:
-    """The one batcher of `engine`, so every graph run that uses the engine shares its batches."""
+    """The one batcher of `engine`, so every graph run that uses the engine shares its batches. It lives on the
+    engine (a cycle the garbage collector frees with the engine; a weak map from engine to batcher could not: the
+    batcher refers to its engine)."""
     with _batchers_lock:
-        batcher = _batchers.get(engine)
+        batcher = engine.__dict__.get(_BATCHER_ATTRIBUTE)
         if batcher is None:
-            batcher = _batchers[engine] = MicroBatcher(engine)
+            batcher = MicroBatcher(engine)
+            setattr(engine, _BATCHER_ATTRIBUTE, batcher)
         return batcher
