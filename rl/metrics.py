@@ -25,6 +25,8 @@ RATE_COLUMNS = (
     "vpo/reasoner_accuracy",
     "vpo/penalty_rate",
     "vpo/truncated_rate",
+    "vpo/zero_variance_groups",  # groups that teach nothing (`rapid_agent.rl.dynamic`)
+    "grpo/zero_variance_groups",
     "rewards/accuracy/mean",
     "rewards/format/mean",
 )

@@ -28,10 +28,12 @@ logger = logging.getLogger(__name__)
 STYLE_CURVE_CSV = "styles.csv"
 
 
-def _vpo_config(config: DemoConfig, captioner: Path, output_dir: Path, reasoner_spec: str, penalty: float) -> Any:
+def _vpo_config(
+    config: DemoConfig, captioner: Path, output_dir: Path, reasoner_spec: str, penalty: float, **rl_options: Any
+) -> Any:
     from rapid_agent.rl.config import VPOConfig
 
-    return VPOConfig(
+    settings = dict(
         model_name_or_path=str(captioner),
         output_dir=str(output_dir),
         mode=config.vpo_mode,
@@ -65,6 +67,7 @@ def _vpo_config(config: DemoConfig, captioner: Path, output_dir: Path, reasoner_
         disable_tqdm=True,
         plot_curves=False,
     )
+    return VPOConfig(**{**settings, **rl_options})
 
 
 def _write_curve(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -84,9 +87,11 @@ def run_vpo(
     output_dir: Path,
     penalty: float,
     progress: bool = True,
+    rl_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train with caption penalty `penalty` (0: no judge), save the captioner to `output_dir/captioner`, and return
-    where things are, how long it took, and the held-out style shares before and after each measured step."""
+    where things are, how long it took, and the held-out style shares before and after each measured step.
+    `rl_options` are `VPOConfig` fields over the demo's (e.g. `dynamic_sampling`, or `seed` for another VPO seed)."""
     from tqdm.auto import tqdm
     from transformers import PrinterCallback, TrainerCallback
 
@@ -96,7 +101,7 @@ def run_vpo(
     from rapid_agent.rl.train import build_trainer
 
     output_dir.mkdir(parents=True, exist_ok=True)
-    vpo_config = _vpo_config(config, captioner, output_dir, reasoner_spec, penalty)
+    vpo_config = _vpo_config(config, captioner, output_dir, reasoner_spec, penalty, **(rl_options or {}))
     dataset, _ = prepare_dataset(train_items, mode=config.vpo_mode, templates=config.prompts)
     trainer = build_trainer(vpo_config, reasoner=reasoner, train_dataset=dataset, templates=config.prompts)
     curve: list[dict[str, Any]] = []
