@@ -14,8 +14,7 @@ import asyncio
 import json
 import threading
 import weakref
-from collections.abc import Callable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 from rapid_agent.backends.base import (
@@ -29,23 +28,9 @@ from rapid_agent.backends.base import (
     GenerationConfig,
     Role,
 )
+from rapid_agent.backends.builtin import BUILTIN_MODELS, builtin_model_path, register_builtin_model
 
 PROVIDERS = ("hf", "vllm", "openai")
-
-#: model names usable in place of a path (`hf:smollm2-135m-instruct`), each with a function that gives the local
-#: path; `rapid_agent.models` registers the built-in ones (the registry lives here so engines never import models)
-BUILTIN_MODELS: dict[str, Callable[[], Path]] = {}
-
-
-def register_builtin_model(name: str, locate: Callable[[], Path]) -> None:
-    BUILTIN_MODELS[name.lower()] = locate
-
-
-def builtin_model_path(name: str) -> Path | None:
-    """The local path of a built-in model name, or None when `name` is not one."""
-    locate = BUILTIN_MODELS.get(name.lower())
-    return locate() if locate is not None else None
-
 
 __all__ = [
     "CAPTIONER_DEFAULTS",
@@ -133,9 +118,17 @@ def load_engine(spec: str | Engine | Any, role: Role, *, cache: bool = True, **o
 async def aload_engine(spec: str | Engine | Any, role: Role, *, cache: bool = True, **options: Any) -> Engine:
     """`load_engine` for event loops: an `Engine` passes straight through; anything else resolves in a worker
     thread, since a first load imports its provider and loads weights, and a cached one waits on the lock a load in
-    another thread may hold. A server's loop (`langgraph dev` refuses blocking calls on it) keeps serving meanwhile."""
+    another thread may hold. A server's loop (`langgraph dev` refuses blocking calls on it) keeps serving meanwhile.
+    An engine found in the cache while no load holds the lock comes back at once, on the loop."""
     if isinstance(spec, Engine):
         return spec
+    if cache and isinstance(spec, str) and _cache_lock.acquire(blocking=False):  # loaded already: no thread hop
+        try:
+            engine = _cache.get((spec, role, options_key(options)))
+        finally:
+            _cache_lock.release()
+        if engine is not None:
+            return engine
     return await asyncio.to_thread(load_engine, spec, role, cache=cache, **options)
 
 

@@ -28,6 +28,7 @@ from rapid_agent.backends.base import (
     GenerationConfig,
     Role,
 )
+from rapid_agent.backends.builtin import builtin_model_path
 from rapid_agent.backends.pixels import DEFAULT_MAX_PIXELS, cap_pixel_budget
 
 
@@ -61,8 +62,6 @@ def default_device_and_dtype(
 
 def _resolve_source(model: str) -> Path | str:
     """A built-in name, a local path (checked to exist) or a hub id (checked to be fetchable: offline, cached)."""
-    from rapid_agent.backends import builtin_model_path
-
     builtin = builtin_model_path(model)
     if builtin is not None:
         return builtin

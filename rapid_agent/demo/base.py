@@ -47,6 +47,7 @@ from rapid_agent.demo import measure
 from rapid_agent.demo.cache import check_entry, write_manifest
 from rapid_agent.demo.config import BUNDLED, SCRATCH, DemoConfig
 from rapid_agent.demo.mixture import Example, task_prompt, task_target
+from rapid_agent.demo.sft import fit, mixture_plan, new_captioner
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +127,6 @@ def _stage(
 ) -> dict[str, Any]:
     """One pretraining stage: `steps` of `fit` on `taught`, held-out descriptions measured `evals` times."""
     from rapid_agent.backends.hf import HFEngine
-    from rapid_agent.demo.captioner import fit
 
     curve: list[dict[str, Any]] = []
     every = max(1, steps // max(evals, 1))
@@ -193,7 +193,6 @@ def pretrain(
     from transformers import AutoModelForImageTextToText
 
     from rapid_agent.backends.hf import HFEngine, load_processor
-    from rapid_agent.demo.captioner import new_captioner, plan
 
     transformers.logging.set_verbosity_error()
     # the held-out split is drawn larger than any demo's, so no demo's test scene is ever pretrained on
@@ -228,7 +227,7 @@ def pretrain(
         }
     else:
         stages = {"perception": started["info"]["stages"]["perception"]}
-    taught = plan(items, config)  # config.sft_seed is the pretraining seed here
+    taught = mixture_plan(items, config)  # config.sft_seed is the pretraining seed here
     if mixture_steps > 0:
         stages["mixture"] = _stage(
             model, processor, items, test_items, taught, name="mixture", steps=mixture_steps, lr=mixture_lr, **args

@@ -17,111 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
-from rapid_agent.demo import base, measure, mixture, sft
+from rapid_agent.demo import base, measure, sft
 from rapid_agent.demo.cache import MANIFEST, config_key, default_cache_root, ensure_entry
 from rapid_agent.demo.config import SCRATCH, DemoConfig
-from rapid_agent.world import COLOURS, SHAPES
 
 logger = logging.getLogger(__name__)
 
 #: sub-folder of a cache entry that holds the model and processor
 MODEL_DIR = "captioner"
-
-
-def new_captioner(folder: Path, corpus_items: Sequence[dict], config: DemoConfig) -> Path:
-    """A random captioner of `config`'s sizes saved under `folder`, with a BPE tokenizer fitted to the texts of
-    `corpus_items` (so the demo's prompts and targets encode compactly)."""
-    from rapid_agent.models import build_tiny_qwen2_5_vl, build_tokenizer
-
-    tokenizer = build_tokenizer(mixture.corpus(corpus_items, config.prompts), vocab_size=config.vocab_size)
-    return build_tiny_qwen2_5_vl(
-        folder,
-        tokenizer=tokenizer,
-        text_hidden=config.text_hidden,
-        layers=config.layers,
-        heads=config.heads,
-        kv_heads=config.kv_heads,
-        vision_depth=config.vision_depth,
-        vision_hidden=config.vision_hidden,
-        seed=config.sft_seed,
-        # the world's images pass through unscaled: one visual token per 28-pixel cell
-        min_pixels=config.image_size**2,
-        max_pixels=config.image_size**2,
-    )
-
-
-def plan(items: Sequence[dict], config: DemoConfig) -> list[mixture.Example]:
-    """The SFT mixture of `items` as `config` weighs it, drawn with `config.sft_seed`."""
-    return mixture.plan(
-        items,
-        prompts=config.prompts,
-        style_weights=dict(config.sft_styles),
-        style_examples=config.sft_style_examples,
-        judge_examples=config.sft_judge_examples,
-        solution_levels=config.sft_solution_levels,
-        seed=config.sft_seed,
-    )
-
-
-def fit(
-    model: Any,
-    processor: Any,
-    items: Sequence[dict],
-    taught: Sequence[mixture.Example],
-    config: DemoConfig,
-    *,
-    steps: int,
-    lr: float,
-    seed: int,
-    desc: str = "captioner SFT",
-    auxiliary: bool = True,
-    progress: bool = True,
-    on_step: Callable[[int, float], None] | None = None,
-) -> sft.SFTResult:
-    """Train `model` on the examples `taught` (image indices into `items`), with the auxiliary cell and count
-    losses of `sft.py` weighted as `config` says when `auxiliary` (their heads start random each time: on a model
-    that already perceives, their first gradients only disturb it)."""
-    tokenizer = processor.tokenizer
-    encoder = sft.Encoder(processor)
-    examples, pixels, grids = sft.build_examples(items, taught, encoder)
-    cells = sft.token_cells(grids, encoder.merge, config.grid)
-    targets = [torch.tensor(sft.cell_labels(item, config.grid))[c] for item, c in zip(items, cells)]
-    bar = tqdm(total=steps, desc=desc, unit="step", disable=not progress, leave=False)
-
-    def step_done(step: int, loss: float) -> None:
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.3f}")
-        if on_step is not None:
-            on_step(step, loss)
-
-    try:
-        return sft.train(
-            model,
-            examples,
-            pixels,
-            grids,
-            pad_id=tokenizer.pad_token_id,
-            steps=steps,
-            batch_size=config.sft_batch_size,
-            lr=lr,
-            seed=seed,
-            token_targets=targets,
-            aux_weight=config.sft_aux_weight if auxiliary else 0.0,
-            image_counts=[sft.count_labels(item, config.grid) for item in items],
-            count_weight=config.sft_count_weight if auxiliary else 0.0,
-            count_layer=max(0, model.config.text_config.num_hidden_layers // 2 - 1),
-            max_count=config.max_objects,
-            digit_ids=[
-                i for t, i in tokenizer.get_vocab().items() if tokenizer.convert_tokens_to_string([t]).isdigit()
-            ],
-            digit_weight=config.sft_digit_weight,
-            num_cell_classes=1 + len(COLOURS) * len(SHAPES),
-            on_step=step_done,
-        )
-    finally:
-        bar.close()
 
 
 def train_captioner(
@@ -138,15 +42,15 @@ def train_captioner(
     transformers.logging.set_verbosity_error()  # weight-loading reports of a model we just built say nothing new
     started = time.perf_counter()
     if config.captioner_base == SCRATCH:
-        path, base_info = new_captioner(folder / MODEL_DIR, train_items, config), {"base": SCRATCH}
+        path, base_info = sft.new_captioner(folder / MODEL_DIR, train_items, config), {"base": SCRATCH}
     else:
         base_dir, base_info = base.resolve(config)
         path = folder / MODEL_DIR
         shutil.copytree(base_dir, path, ignore=shutil.ignore_patterns(MANIFEST))
     processor = load_processor(path)
     model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
-    taught = plan(train_items, config)
-    result = fit(
+    taught = sft.mixture_plan(train_items, config)
+    result = sft.fit(
         model,
         processor,
         train_items,
@@ -155,7 +59,7 @@ def train_captioner(
         steps=config.sft_steps,
         lr=config.sft_lr,
         seed=config.sft_seed,
-        auxiliary=config.captioner_base == SCRATCH,  # a base already perceives (see `fit`)
+        auxiliary=config.captioner_base == SCRATCH,  # a base already perceives (see `sft.fit`)
         progress=progress,
     )
     sft.save(model, processor, path)

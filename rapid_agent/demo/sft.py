@@ -14,6 +14,9 @@ but miscounted repeated ones ("1 blue triangle" for three): held-out description
 scenes with 2-3 objects and under 10% with 6-8, 32-33% overall after 1200 steps (learning rates 1e-3 and 2e-3).
 The same head on the vision tower's tokens did not help (its patches are merged into cells only after its last
 block). The heads are training-only: the saved captioner is a plain Qwen2.5-VL.
+
+`new_captioner`, `mixture_plan` and `fit` are those steps under a `DemoConfig`, shared by the pretraining of the
+bundled base (`base.py`) and each demo's SFT (`captioner.py`).
 """
 
 from __future__ import annotations
@@ -27,8 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm
 
+from rapid_agent.demo import mixture
+from rapid_agent.demo.config import DemoConfig
 from rapid_agent.demo.mixture import Example
+from rapid_agent.world import COLOURS, SHAPES
 
 
 @dataclass
@@ -318,6 +325,100 @@ def train(
         p.remove()
     model.eval()
     return SFTResult(steps=step + 1, seconds=time.perf_counter() - start, losses=losses)
+
+
+def new_captioner(folder: Path, corpus_items: Sequence[dict], config: DemoConfig) -> Path:
+    """A random captioner of `config`'s sizes saved under `folder`, with a BPE tokenizer fitted to the texts of
+    `corpus_items` (so the demo's prompts and targets encode compactly)."""
+    from rapid_agent.models import build_tiny_qwen2_5_vl, build_tokenizer
+
+    tokenizer = build_tokenizer(mixture.corpus(corpus_items, config.prompts), vocab_size=config.vocab_size)
+    return build_tiny_qwen2_5_vl(
+        folder,
+        tokenizer=tokenizer,
+        text_hidden=config.text_hidden,
+        layers=config.layers,
+        heads=config.heads,
+        kv_heads=config.kv_heads,
+        vision_depth=config.vision_depth,
+        vision_hidden=config.vision_hidden,
+        seed=config.sft_seed,
+        # the world's images pass through unscaled: one visual token per 28-pixel cell
+        min_pixels=config.image_size**2,
+        max_pixels=config.image_size**2,
+    )
+
+
+def mixture_plan(items: Sequence[dict], config: DemoConfig) -> list[Example]:
+    """The SFT mixture of `items` as `config` weighs it, drawn with `config.sft_seed`."""
+    return mixture.plan(
+        items,
+        prompts=config.prompts,
+        style_weights=dict(config.sft_styles),
+        style_examples=config.sft_style_examples,
+        judge_examples=config.sft_judge_examples,
+        solution_levels=config.sft_solution_levels,
+        seed=config.sft_seed,
+    )
+
+
+def fit(
+    model: Any,
+    processor: Any,
+    items: Sequence[dict],
+    taught: Sequence[mixture.Example],
+    config: DemoConfig,
+    *,
+    steps: int,
+    lr: float,
+    seed: int,
+    desc: str = "captioner SFT",
+    auxiliary: bool = True,
+    progress: bool = True,
+    on_step: Callable[[int, float], None] | None = None,
+) -> SFTResult:
+    """Train `model` on the examples `taught` (image indices into `items`), with the auxiliary cell and count
+    losses of this module weighted as `config` says when `auxiliary` (their heads start random each time: on a model
+    that already perceives, their first gradients only disturb it)."""
+    tokenizer = processor.tokenizer
+    encoder = Encoder(processor)
+    examples, pixels, grids = build_examples(items, taught, encoder)
+    cells = token_cells(grids, encoder.merge, config.grid)
+    targets = [torch.tensor(cell_labels(item, config.grid))[c] for item, c in zip(items, cells)]
+    bar = tqdm(total=steps, desc=desc, unit="step", disable=not progress, leave=False)
+
+    def step_done(step: int, loss: float) -> None:
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}")
+        if on_step is not None:
+            on_step(step, loss)
+
+    try:
+        return train(
+            model,
+            examples,
+            pixels,
+            grids,
+            pad_id=tokenizer.pad_token_id,
+            steps=steps,
+            batch_size=config.sft_batch_size,
+            lr=lr,
+            seed=seed,
+            token_targets=targets,
+            aux_weight=config.sft_aux_weight if auxiliary else 0.0,
+            image_counts=[count_labels(item, config.grid) for item in items],
+            count_weight=config.sft_count_weight if auxiliary else 0.0,
+            count_layer=max(0, model.config.text_config.num_hidden_layers // 2 - 1),
+            max_count=config.max_objects,
+            digit_ids=[
+                i for t, i in tokenizer.get_vocab().items() if tokenizer.convert_tokens_to_string([t]).isdigit()
+            ],
+            digit_weight=config.sft_digit_weight,
+            num_cell_classes=1 + len(COLOURS) * len(SHAPES),
+            on_step=step_done,
+        )
+    finally:
+        bar.close()
 
 
 def save(model: Any, processor: Any, path: str | Path) -> Path:
