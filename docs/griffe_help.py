@@ -39,9 +39,34 @@ def _text(node: ast.expr) -> str:
     return ast.literal_eval(node) if isinstance(node, ast.Constant) else ast.unparse(node)
 
 
+def field_default(value: ast.expr | None) -> str | None:
+    """The default `field(default=X)` or `field(default_factory=f)` gives, as source (`X`, `f()`), or None."""
+    if not (isinstance(value, ast.Call) and getattr(value.func, "id", getattr(value.func, "attr", None)) == "field"):
+        return None
+    for keyword in value.keywords:
+        if keyword.arg == "default":
+            return ast.unparse(keyword.value)
+        if keyword.arg == "default_factory":
+            return ast.unparse(keyword.value) + "()"
+    return None
+
+
+def markdown_text(text: str) -> str:
+    """`text` safe as Markdown: angle brackets outside code spans (`openai:<model>@<url>`) are not HTML tags."""
+    parts = text.split("`")
+    return "`".join(p if i % 2 else p.replace("<", "&lt;").replace(">", "&gt;") for i, p in enumerate(parts))
+
+
 class FieldHelp(griffe.Extension):
+    """Gives each dataclass field declared as `field(..., metadata={"help": ...})` its help as docstring, and
+    shows its default (not the `field(...)` call) as its value."""
+
     def on_attribute_instance(self, *, node: Any, attr: griffe.Attribute, **kwargs: Any) -> None:
-        if attr.docstring is None and isinstance(node, ast.AnnAssign):
-            text = field_help(node.value)
-            if text:
-                attr.docstring = griffe.Docstring(text, parent=attr)
+        if not isinstance(node, ast.AnnAssign):
+            return
+        text = field_help(node.value)
+        if text and attr.docstring is None:
+            attr.docstring = griffe.Docstring(markdown_text(text), parent=attr)
+        default = field_default(node.value)
+        if default is not None:
+            attr.value = default
