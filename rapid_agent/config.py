@@ -16,6 +16,14 @@ from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
 #: the paper's models; both need a hub (or a local copy passed as `hf:/path`)
 DEFAULT_CAPTIONER = "hf:Qwen/Qwen2.5-VL-7B-Instruct"
 DEFAULT_REASONER = "hf:Qwen/Qwen3-8B"
+#: how a graph run checks answers unless told (`RapidContext.strict_answers`): the answer is read wherever
+#: math-verify finds it, as evaluation reads benchmarks (and the demo, `DemoConfig`). The reasoner's sampling
+#: defaults are `REASONER_DEFAULTS` (rapid_agent.backends), reused by `VPOConfig`.
+STRICT_ANSWERS = False
+#: how training checks them unless told (`VPOConfig.strict_answers`, the VPO reward): the paper's parse, only the
+#: final \boxed{} after the reasoning and a truncated output wrong. It departs from `STRICT_ANSWERS` on purpose: the
+#: reward is what the paper rewards, while evaluation reads answers as benchmarks are read.
+TRAINING_STRICT_ANSWERS = True
 
 
 @dataclass(frozen=True)
@@ -35,7 +43,13 @@ class RapidContext:
     )
     mode: str = field(default=DEFAULT_MODE, metadata={"help": "perception mode"})
     captioner_gen: GenerationConfig = field(default=CAPTIONER_DEFAULTS, metadata={"help": "captioner sampling"})
-    reasoner_gen: GenerationConfig = field(default=REASONER_DEFAULTS, metadata={"help": "reasoner sampling"})
+    reasoner_gen: GenerationConfig = field(
+        default=REASONER_DEFAULTS,
+        metadata={
+            "help": "reasoner sampling (default `REASONER_DEFAULTS`, the paper's Qwen3 settings, which VPOConfig's "
+            "reasoner_* fields also default to)"
+        },
+    )
     captioner_options: Mapping[str, Any] = field(
         default_factory=dict,
         metadata={
@@ -54,10 +68,10 @@ class RapidContext:
     )
     answer_timeout_s: float = field(default=5.0, metadata={"help": "bound on answer verification per sample"})
     strict_answers: bool = field(
-        default=False,
+        default=STRICT_ANSWERS,
         metadata={
-            "help": "score only the final \\boxed{} after the reasoning, and truncated outputs as wrong "
-            "(what training does)"
+            "help": "score only the final \\boxed{} after the reasoning, and truncated outputs as wrong (the paper's "
+            "parse, VPOConfig's default for training); off by default: the answer is read as evaluation reads it"
         },
     )
     stream: bool = field(

@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 
 from trl import GRPOConfig
 
-from rapid_agent.backends import parse_spec
-from rapid_agent.config import DEFAULT_REASONER
+from rapid_agent.backends import REASONER_DEFAULTS, GenerationConfig, parse_spec
+from rapid_agent.config import DEFAULT_REASONER, TRAINING_STRICT_ANSWERS
 from rapid_agent.inputs import DEFAULT_MAX_PIXELS
 from rapid_agent.perception import DEFAULT_MODE, DIRECT, MODES, has_caption, has_solution
 from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
@@ -455,9 +455,18 @@ class VPOConfig(RapidRLConfig):
             "holds options for that reasoner alone, merged over the shared ones. Unknown options fail at load."
         },
     )
-    reasoner_temperature: float = field(default=0.6, metadata={"help": "Reasoner sampling temperature."})
-    reasoner_top_p: float = field(default=0.95, metadata={"help": "Reasoner nucleus sampling top_p."})
-    reasoner_max_new_tokens: int = field(default=4096, metadata={"help": "Reasoner generation budget per answer."})
+    reasoner_temperature: float = field(
+        default=REASONER_DEFAULTS.temperature,
+        metadata={"help": "Reasoner sampling temperature (default: the graph's, `REASONER_DEFAULTS`)."},
+    )
+    reasoner_top_p: float = field(
+        default=REASONER_DEFAULTS.top_p,
+        metadata={"help": "Reasoner nucleus sampling top_p (default: the graph's, `REASONER_DEFAULTS`)."},
+    )
+    reasoner_max_new_tokens: int = field(
+        default=REASONER_DEFAULTS.max_new_tokens,
+        metadata={"help": "Reasoner generation budget per answer (default: the graph's, `REASONER_DEFAULTS`)."},
+    )
     reasoner_retries: int = field(
         default=1,
         metadata={"help": "Extra rounds for reasoner requests that failed; a sample still failing is skipped."},
@@ -470,10 +479,13 @@ class VPOConfig(RapidRLConfig):
         default=None, metadata={"help": "Requests per reasoner engine call (None keeps the engine's own)."}
     )
     strict_answers: bool = field(
-        default=True,
+        default=TRAINING_STRICT_ANSWERS,
         metadata={
             "help": "Score only the final \\boxed{} after the reasoning, and a truncated reasoner output "
-            "(finish_reason 'length') as wrong: the paper's parse. False reads answers as the evaluation does."
+            "(finish_reason 'length') as wrong: the paper's parse. False reads answers as the evaluation does. "
+            "Departs on purpose from the graph's default (`rapid_agent.config`: TRAINING_STRICT_ANSWERS, not "
+            "STRICT_ANSWERS): the reward is what the paper rewards. Set it false "
+            "for a reasoner that rarely writes \\boxed{} (SmolLM2: the tiny recipes, the demo), which would score 0."
         },
     )
     caption_penalty: float = field(
@@ -548,6 +560,11 @@ class VPOConfig(RapidRLConfig):
         for spec in self.reasoner_specs:
             check_frozen_placement("reasoner_options", spec, self.options_for(spec))
         check_frozen_placement("judge_options", self.judge, self.judge_options)
+
+    @property
+    def reasoner_gen(self) -> GenerationConfig:
+        """The reasoners' sampling, as the graph takes it."""
+        return GenerationConfig(self.reasoner_temperature, self.reasoner_top_p, self.reasoner_max_new_tokens)
 
     @property
     def reasoner_specs(self) -> list[str]:

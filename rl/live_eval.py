@@ -38,7 +38,7 @@ from typing import Any
 
 from transformers import Trainer, TrainerCallback
 
-from rapid_agent.backends import CAPTIONER_DEFAULTS, REASONER_DEFAULTS, Engine, GenerationConfig
+from rapid_agent.backends import CAPTIONER_DEFAULTS, REASONER_DEFAULTS, Engine
 from rapid_agent.config import RapidContext
 from rapid_agent.inputs import DEFAULT_MAX_PIXELS
 from rapid_agent.perception import DIRECT
@@ -105,11 +105,7 @@ def eval_context(config: RapidRLConfig, captioner: Engine, templates: Prompts | 
     """How the live policy is asked: greedily, with the run's prompts and pixel budget; the reasoner samples as the
     reward's does (vpo), its defaults otherwise. Scored as the eval CLI scores (not the reward's strict parse)."""
     tokens = config.eval_max_new_tokens or config.max_completion_length
-    reasoner_gen = REASONER_DEFAULTS
-    if isinstance(config, VPOConfig):
-        reasoner_gen = GenerationConfig(
-            config.reasoner_temperature, config.reasoner_top_p, config.reasoner_max_new_tokens
-        )
+    reasoner_gen = config.reasoner_gen if isinstance(config, VPOConfig) else REASONER_DEFAULTS
     return RapidContext(
         captioner=captioner,
         reasoner=None,

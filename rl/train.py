@@ -23,7 +23,7 @@ import trl
 from packaging.version import Version
 from trl import GRPOTrainer
 
-from rapid_agent.backends import Engine, GenerationConfig, load_engine, parse_spec
+from rapid_agent.backends import Engine, load_engine, parse_spec
 from rapid_agent.perception import DIRECT
 from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
 from rapid_agent.rl.config import STAGES, RapidRLConfig, SolutionConfig, VPOConfig
@@ -124,11 +124,10 @@ def _build_reward(name: str, config: RapidRLConfig, *, reasoner: Any, judge: Any
         return factory(mode=config.mode)
     if not isinstance(config, VPOConfig):  # the configs allow "vpo" in the vpo stage only
         raise ValueError(f"reward {name!r} needs a VPOConfig (it asks the reasoners)")
-    gen = GenerationConfig(config.reasoner_temperature, config.reasoner_top_p, config.reasoner_max_new_tokens)
     return factory(
         reasoner if reasoner is not None else load_reasoners(config),
         mode=config.mode,
-        gen=gen,
+        gen=config.reasoner_gen,
         judge=judge if config.judges_captions else None,
         caption_penalty=config.caption_penalty,
         retries=config.reasoner_retries,

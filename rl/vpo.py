@@ -3,8 +3,9 @@
 Each sampled captioner output goes into the graph as a given perception (`captioner_output`), so the graph's own
 reason -> score path answers and judges it: the same prompts, answer parse and scoring as evaluation and serving,
 one batched reasoner call per reasoner for the whole batch (`asolve_batch` tells the micro-batcher the batch size).
-Training scores strictly (`strict_answers`: only the final `\\boxed{}` after the reasoning counts), and a reasoner
-output cut at its token budget (`finish_reason == "length"`) is wrong whatever it holds.
+Training scores strictly by default (`strict_answers`, `rapid_agent.config.TRAINING_STRICT_ANSWERS`: only the final
+`\\boxed{}` after the reasoning counts), and a reasoner output cut at its token budget (`finish_reason == "length"`)
+is wrong whatever it holds; the graph's own default, for evaluation and serving, reads the answer anywhere.
 
     reward = mean over reasoners of [correct]   (weighted; one reasoner in the paper)
              x (1 - lambda) when a judge says the output holds no genuine caption
@@ -35,7 +36,7 @@ from tenacity import RetryCallState, Retrying, retry_if_result, stop_after_attem
 
 from rapid_agent.api import asolve_batch
 from rapid_agent.backends import Engine, GenerationConfig
-from rapid_agent.config import RapidContext
+from rapid_agent.config import TRAINING_STRICT_ANSWERS, RapidContext
 from rapid_agent.graphs.graph import run_sync
 from rapid_agent.perception import has_caption
 from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
@@ -162,7 +163,7 @@ def vpo_reward(
     answer_timeout_s: float = 5.0,
     weights: Sequence[float] | None = None,
     judge_scope: str = "correct",
-    strict_answers: bool = True,
+    strict_answers: bool = TRAINING_STRICT_ANSWERS,
     retry_wait_s: float = 0.0,
 ) -> RewardFunc:
     """The VPO reward over one or several frozen reasoners. `judge` (see `rapid_agent.rl.judge`) sees the captions

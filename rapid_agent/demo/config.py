@@ -28,6 +28,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from rapid_agent.backends import REASONER_DEFAULTS, GenerationConfig
+from rapid_agent.config import STRICT_ANSWERS
 from rapid_agent.perception import MODES
 from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
 from rapid_agent.rl.judge import JUDGE_PROMPT
@@ -156,9 +158,27 @@ class DemoConfig:
     )
     # reasoner and evaluation
     reasoner: str | None = field(default=None, metadata={"help": "reasoner spec; None: the bundled SmolLM2 GGUF"})
-    reasoner_max_new_tokens: int = field(default=40, metadata={"help": "reasoner budget per answer"})
+    reasoner_max_new_tokens: int = field(
+        default=40,
+        metadata={
+            "help": "reasoner budget per answer (not the graph's 4096 of REASONER_DEFAULTS: SmolLM2's answers from "
+            "the demo's short prompt fit in 40 tokens, and a CPU run pays for every token)"
+        },
+    )
     reasoner_temperature: float = field(
-        default=0.2, metadata={"help": "reasoner sampling temperature (low: SmolLM2 copies worse when hotter)"}
+        default=0.2,
+        metadata={
+            "help": "reasoner sampling temperature (not the graph's 0.6 of REASONER_DEFAULTS: SmolLM2 copies a "
+            "tentative solution's answer worse when hotter, see above); top_p is the graph's, 1 at temperature 0"
+        },
+    )
+    strict_answers: bool = field(
+        default=STRICT_ANSWERS,
+        metadata={
+            "help": "score only a final \\boxed{} (RapidContext.strict_answers), in the table and in the demo's VPO "
+            "alike; the graph's default, off, not training's: SmolLM2 and the tiny captioner rarely write a box, so "
+            "the strict parse would score nearly every output 0 and leave VPO no reward to learn from"
+        },
     )
     reasoner_batch_size: int = field(default=48, metadata={"help": "reasoner requests per engine call"})
     captioner_max_new_tokens: int = field(default=96, metadata={"help": "captioner budget per output"})
@@ -318,6 +338,12 @@ class DemoConfig:
         seen += split_items(max(self.n_test, BASE_HELD_OUT), seed=self.world_seed, split="test", **world)
         exclude = {item["signature"] for item in seen}
         return split_items(self.n_test, seed=self.test_seed, split="test", exclude=exclude, **world)
+
+    @property
+    def reasoner_gen(self) -> GenerationConfig:
+        """How the reasoner samples, in the table and in VPO's reward alike."""
+        top_p = REASONER_DEFAULTS.top_p if self.reasoner_temperature > 0 else 1.0
+        return GenerationConfig(self.reasoner_temperature, top_p, self.reasoner_max_new_tokens)
 
     def captioner_key_fields(self) -> dict[str, Any]:
         """What the trained captioner depends on (its cache key); evaluation and VPO settings are left out."""

@@ -47,7 +47,6 @@ def labelled(engine: Engine, label: str) -> Engine:
 
 def context(config: DemoConfig, captioner: Any, reasoner: Any, *, temperature: float = 0.0) -> RapidContext:
     """The demo's graph settings; the captioner decodes greedily unless `temperature` > 0 (top_p 1: the policy)."""
-    reasoner_t = config.reasoner_temperature
     return RapidContext(
         captioner=captioner,
         reasoner=reasoner,
@@ -55,11 +54,8 @@ def context(config: DemoConfig, captioner: Any, reasoner: Any, *, temperature: f
         captioner_gen=GenerationConfig(
             temperature=temperature, top_p=1.0, max_new_tokens=config.captioner_max_new_tokens
         ),
-        reasoner_gen=GenerationConfig(
-            temperature=reasoner_t,
-            top_p=0.95 if reasoner_t > 0 else 1.0,
-            max_new_tokens=config.reasoner_max_new_tokens,
-        ),
+        reasoner_gen=config.reasoner_gen,
+        strict_answers=config.strict_answers,
     )
 
 

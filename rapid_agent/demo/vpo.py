@@ -38,13 +38,11 @@ def _vpo_config(
         output_dir=str(output_dir),
         mode=config.vpo_mode,
         reasoner=reasoner_spec,
-        reasoner_temperature=config.reasoner_temperature,
-        reasoner_top_p=0.95 if config.reasoner_temperature > 0 else 1.0,
-        reasoner_max_new_tokens=config.reasoner_max_new_tokens,
+        reasoner_temperature=config.reasoner_gen.temperature,
+        reasoner_top_p=config.reasoner_gen.top_p,
+        reasoner_max_new_tokens=config.reasoner_gen.max_new_tokens,
         reasoner_max_batch_size=config.reasoner_batch_size,
-        # scored as the demo's table scores (`RapidContext.strict_answers` is off there): SmolLM2 rarely writes
-        # \boxed{}, so the paper's strict parse would give every sample reward 0 and VPO nothing to learn from
-        strict_answers=False,
+        strict_answers=config.strict_answers,  # scored as the demo's table scores (see the field's help)
         caption_penalty=penalty,
         judge="policy" if penalty > 0 else "off",
         num_generations=config.vpo_generations,
