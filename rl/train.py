@@ -21,6 +21,8 @@ from typing import Any
 
 import trl
 from packaging.version import Version
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, get_last_checkpoint
 from trl import GRPOTrainer
 
 from rapid_agent.backends import Engine, load_engine, parse_spec
@@ -177,20 +179,30 @@ def build_trainer(
 
 
 def resolve_resume(value: str | bool | None, output_dir: str) -> str | None:
-    """`--resume_from_checkpoint true` means the newest complete checkpoint in `output_dir` (none: start fresh)."""
+    """`--resume_from_checkpoint true` means the newest checkpoint in `output_dir` (transformers'
+    `get_last_checkpoint`), or when that one's save was cut short, the newest complete one before it (the Trainer
+    writes `trainer_state.json` last; `get_last_checkpoint` does not look); none: start fresh. A folder given by
+    name must be a complete checkpoint: an error names it otherwise (the Trainer's own would come mid-load)."""
     if value is None or str(value).lower() in ("false", "no", "none", ""):
         return None
     if str(value).lower() in ("true", "yes", "1"):
-        complete = [p for p in Path(output_dir).glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
-        if not complete:
+        last = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+        if last is not None and not _complete(last):
+            logger.warning("%s holds no %s (its save was cut short): passing over it", last, TRAINER_STATE_NAME)
+            older = [p for p in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*") if _complete(p)]
+            last = str(max(older, key=lambda p: int(p.name.rsplit("-", 1)[-1]))) if older else None
+        if last is None:
             logger.warning(
                 "resume_from_checkpoint=true but %s holds no complete checkpoint; starting fresh", output_dir
             )
-            return None
-        return str(max(complete, key=lambda p: int(p.name.rsplit("-", 1)[-1])))
-    if not (Path(value) / "trainer_state.json").is_file():
+        return last
+    if not _complete(value):
         raise ValueError(f"resume_from_checkpoint: {value!r} is not a complete checkpoint folder")
     return str(value)
+
+
+def _complete(checkpoint: str | Path) -> bool:
+    return (Path(checkpoint) / TRAINER_STATE_NAME).is_file()
 
 
 def main(stage: str, config: RapidRLConfig) -> Any:

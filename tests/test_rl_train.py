@@ -15,7 +15,7 @@ from rapid_agent.rl.data import prepare_dataset
 from rapid_agent.rl.judge import PolicyJudge
 from rapid_agent.rl.metrics import METRICS_CSV, read_rows
 from rapid_agent.rl.models import ensure_tiny_captioner
-from rapid_agent.rl.train import build_trainer, check_trl, load_reasoners
+from rapid_agent.rl.train import build_trainer, check_trl, load_reasoners, resolve_resume
 from rapid_agent.world import build_world
 
 _CAPTION = re.compile(r"Description:\n(.*?)\n\nQuestion:", re.DOTALL)
@@ -256,3 +256,18 @@ def test_an_unknown_engine_option_is_an_error_naming_it(tmp_path) -> None:
     )
     with pytest.raises(ValueError, match=r"unknown 'openai' engine option\(s\) \['timeout'\]"):
         load_reasoners(cfg)
+
+
+def test_resume_true_takes_the_newest_complete_checkpoint(tmp_path: Path) -> None:
+    """A save cut short (no trainer_state.json, which the Trainer writes last) is passed over; steps sort as numbers."""
+    for step, complete in ((2, True), (10, True), (12, False)):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        if complete:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    assert resolve_resume("true", str(tmp_path)) == str(tmp_path / "checkpoint-10")
+    (tmp_path / "checkpoint-12" / "trainer_state.json").write_text("{}")
+    assert resolve_resume(True, str(tmp_path)) == str(tmp_path / "checkpoint-12")
+    assert resolve_resume("false", str(tmp_path)) is None
+    assert resolve_resume("true", str(tmp_path / "nothing-yet")) is None  # a first run: start fresh
+    with pytest.raises(ValueError, match="checkpoint-2x.*not a complete checkpoint"):
+        resolve_resume(str(tmp_path / "checkpoint-2x"), str(tmp_path))

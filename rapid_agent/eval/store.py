@@ -8,7 +8,8 @@
 Every record is written whole, one line at a time, and flushed as soon as its batch finishes, so a killed run loses
 only the batch in flight. Reading tolerates the half-written last line a kill can leave (a new writer truncates it
 first), reads every file of its kind (all shards, any earlier run) and keeps one record per key: the latest. Each
-writer holds an exclusive lock on its own file, so two processes can never interleave lines in it.
+writer holds an exclusive lock on its own file (`filelock`, on a hidden `.<file>.lock` beside it), so two writers can
+never interleave lines in it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import time
 from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from filelock import FileLock, Timeout
 
 RESULTS = "results"
 PERCEPTIONS = "perceptions"
@@ -87,9 +90,20 @@ class JsonlWriter:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: IO[bytes] = path.open("a+b")
-        _lock(self._file, path)
-        self._repair()
+        # not thread-local: a runner may close its writer from another thread than the one that opened it
+        self._lock = FileLock(path.with_name(f".{path.name}.lock"), timeout=0, thread_local=False)
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise RuntimeError(
+                f"another process is writing {path}; give this run another --shard-index or out folder, or wait for it"
+            ) from None
+        try:
+            self._file: IO[bytes] = path.open("a+b")
+            self._repair()
+        except BaseException:
+            self.close()
+            raise
 
     def _repair(self) -> None:
         """Cut a half-written last line (left by a kill) so the next record starts on its own line."""
@@ -116,27 +130,15 @@ class JsonlWriter:
             self._file.flush()  # into the kernel: survives the process being killed (not a power cut)
 
     def close(self) -> None:
-        self._file.close()
+        if getattr(self, "_file", None) is not None:
+            self._file.close()
+        self._lock.release()
 
     def __enter__(self) -> JsonlWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _lock(file: IO[bytes], path: Path) -> None:
-    try:
-        import fcntl
-    except ImportError:  # no advisory locks on this platform: one writer per file is the user's to keep
-        return
-    try:
-        fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        file.close()
-        raise RuntimeError(
-            f"another process is writing {path}; give this run another --shard-index or out folder, or wait for it"
-        ) from None
 
 
 def _jsonable(value: Any) -> Any:
