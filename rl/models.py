@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from rapid_agent.backends.pixels import DEFAULT_MAX_PIXELS, cap_pixel_budget
+from rapid_agent.hashing import config_hash
 from rapid_agent.rl.config import TINY_CAPTIONER, RapidRLConfig
 
 logger = logging.getLogger(__name__)
@@ -151,9 +152,6 @@ def merged_checkpoint(adapter: str | Path, *, trust_remote_code: bool = False) -
     ~1003, `get_config_model_id`): that is this folder, the stage-1 weights, where a merge in memory left the base's
     name there and anchored VPO's beta to the base. The merge runs in float32, outside ZeRO-3's init, in one
     process per machine (the others wait on the lock); the checkpoint is the size of float32 weights."""
-    import hashlib
-    import json
-
     from transformers import AutoModelForImageTextToText
 
     from rapid_agent.backends.hf import load_processor
@@ -165,7 +163,7 @@ def merged_checkpoint(adapter: str | Path, *, trust_remote_code: bool = False) -
     stamp = [str(adapter), base] + [
         (f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(adapter.glob("adapter_*"))
     ]
-    digest = hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:16]
+    digest = config_hash(stamp)
     path = cache_root() / "merged" / f"{adapter.name}-{digest}"
 
     def build(staging: Path) -> None:

@@ -28,12 +28,6 @@ def default_cache_root() -> Path:
     return Path(os.environ.get(CACHE_ENV) or "~/.cache/rapid_agent/demo").expanduser()
 
 
-def config_key(payload: dict[str, Any]) -> str:
-    """A short stable hash of a JSON-able configuration."""
-    blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:

@@ -19,8 +19,9 @@ from typing import Any
 import torch
 
 from rapid_agent.demo import base, measure, sft
-from rapid_agent.demo.cache import MANIFEST, config_key, default_cache_root, ensure_entry
+from rapid_agent.demo.cache import MANIFEST, default_cache_root, ensure_entry
 from rapid_agent.demo.config import SCRATCH, DemoConfig
+from rapid_agent.hashing import config_hash
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def ensure_captioner(
 ) -> tuple[Path, dict[str, Any], bool]:
     """(model folder, manifest, trained now) for `config`'s captioner, from the cache when it can be trusted."""
     root = Path(cache_root).expanduser() if cache_root is not None else default_cache_root()
-    key = config_key({**config.captioner_key_fields(), "base_weights": base.fingerprint(config)})
+    key = config_hash({**config.captioner_key_fields(), "base_weights": base.fingerprint(config)})
 
     def rebuild(reason: str) -> None:
         logger.warning("cached captioner %s is not trusted (%s); rebuilding it", root / key, reason)

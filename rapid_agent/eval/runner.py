@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import threading
 from collections.abc import Sequence
@@ -65,6 +64,7 @@ from rapid_agent.eval.store import (
     shard_file,
 )
 from rapid_agent.eval.summary import SUMMARY_FIELDS, Summary, summarize
+from rapid_agent.hashing import config_hash
 from rapid_agent.perception import DIRECT, answer_key, check_mode
 from rapid_agent.tracing import eval_batch
 
@@ -137,7 +137,7 @@ def engine_label(engine: Any) -> str:
 
 
 def fingerprint(payload: Any) -> str:
-    return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return config_hash(payload, length=10)
 
 
 def in_shard(sample_id: str, benchmark: str, num_shards: int, shard_index: int) -> bool:
