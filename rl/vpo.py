@@ -318,22 +318,21 @@ def _log(
     log_metric("vpo/reasoner_latency_s", latency)
     done = [st for runs in states for st in runs if st.get("reasoner_output") is not None]
     if done:
-        truncated = sum(st.get("reasoner_finish_reason") == "length" for st in done)
-        log_metric("vpo/truncated_rate", truncated / len(done))
+        log_metric("vpo/truncated_rate", statistics.fmean(st.get("reasoner_finish_reason") == "length" for st in done))
         tokens = [st.get("metrics", {}).get("reasoner_completion_tokens", 0) for st in done]
         log_metric("vpo/reasoner_completion_tokens", statistics.fmean(tokens))
     all_outcomes = [ok for per in outcomes for ok in per if ok is not None]
     if all_outcomes:
-        log_metric("vpo/reasoner_accuracy", sum(all_outcomes) / len(all_outcomes))
+        log_metric("vpo/reasoner_accuracy", statistics.fmean(all_outcomes))
     if len(labels) > 1:
         for label, per in zip(labels, outcomes):
             answered = [ok for ok in per if ok is not None]
             if answered:
-                log_metric(f"vpo/reasoner_accuracy/{label}", sum(answered) / len(answered))
+                log_metric(f"vpo/reasoner_accuracy/{label}", statistics.fmean(answered))
     if penalise:
         scored = [r for r in rewards if r is not None]
         if scored:
             log_metric("vpo/penalty_rate", penalised / len(scored))
         if verdicts:
-            log_metric(f"vpo/valid_caption_ratio_{judge_scope}", sum(v is not False for v in verdicts) / len(verdicts))
+            log_metric(f"vpo/valid_caption_ratio_{judge_scope}", statistics.fmean(v is not False for v in verdicts))
             log_metric("vpo/judge_unparsed", float(sum(v is None for v in verdicts)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import statistics
 from collections import deque
 from collections.abc import Callable
 
@@ -76,7 +77,7 @@ class Gate:
         """Roughly when a slot frees up: the queue ahead, served `max_active` at a time, at the recent latency."""
         if not self._latencies:
             return 1
-        mean = sum(self._latencies) / len(self._latencies)
+        mean = statistics.fmean(self._latencies)
         rounds = max(1.0, self.waiting / self.max_active)
         return int(min(60, max(1, math.ceil(mean * rounds))))
 
