@@ -7,6 +7,11 @@ spans), so one process-wide exporter can write each traced run to a file of its 
 
 A file that refuses a write (a full disk, a directory removed) costs one warning naming it and the error, not a
 traceback per span: what is then traced to it is dropped and counted, and shutdown says how much was lost.
+
+Why not the SDK's `ConsoleSpanExporter(out=..., formatter=...)`, with `span_record` as its formatter: it writes to
+one stream opened once, so the file could not change between runs nor be dropped (None); it writes span by span
+and lets a write's `OSError` escape, which the span processor logs as a traceback per batch, and it reports
+SUCCESS whatever happened. What it would add is the loop over spans; the file handling above is the rest.
 """
 
 from __future__ import annotations
