@@ -28,10 +28,10 @@ from trl import GRPOTrainer
 from rapid_agent.backends import Engine, load_engine, parse_spec
 from rapid_agent.perception import DIRECT
 from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
+from rapid_agent.rl.caption_judge import CaptionJudge, PolicyJudge, build_judge
 from rapid_agent.rl.config import STAGES, RapidRLConfig, SolutionConfig, VPOConfig
 from rapid_agent.rl.data import load_train_dataset
 from rapid_agent.rl.dynamic import DynamicSamplingTrainer
-from rapid_agent.rl.judge import CaptionJudge, PolicyJudge, build_judge
 from rapid_agent.rl.live_eval import LiveEval, eval_mode
 from rapid_agent.rl.metrics import CURVES_PNG, METRICS_CSV, CsvLogger, plot_curves
 from rapid_agent.rl.models import load_captioner, peft_config

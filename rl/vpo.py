@@ -166,7 +166,7 @@ def vpo_reward(
     strict_answers: bool = TRAINING_STRICT_ANSWERS,
     retry_wait_s: float = 0.0,
 ) -> RewardFunc:
-    """The VPO reward over one or several frozen reasoners. `judge` (see `rapid_agent.rl.judge`) sees the captions
+    """The VPO reward over one or several frozen reasoners. `judge` (see `rapid_agent.rl.caption_judge`) sees the captions
     of correct outputs (`judge_scope="correct"`) or of every output (`"all"`)."""
     engines = [reasoners] if isinstance(reasoners, Engine) else list(reasoners)
     if not engines or not all(isinstance(e, Engine) for e in engines):

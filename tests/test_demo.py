@@ -237,7 +237,7 @@ def test_text_only_examples_are_encoded_as_the_engine_formats_them(tmp_path: Pat
     from rapid_agent.backends.hf import load_processor
     from rapid_agent.demo.sft import Encoder, build_examples, collate
     from rapid_agent.models import build_tiny_qwen2_5_vl
-    from rapid_agent.rl.judge import judge_request
+    from rapid_agent.rl.caption_judge import judge_request
 
     processor = load_processor(build_tiny_qwen2_5_vl(tmp_path / "m", min_pixels=112 * 112, max_pixels=112 * 112))
     encoder = Encoder(processor)

@@ -10,7 +10,7 @@ import pytest
 from rapid_agent.answers import check_answer
 from rapid_agent.backends.stand_in import FunctionEngine
 from rapid_agent.eval.adapters import ADAPTERS
-from rapid_agent.eval.judge import Judge
+from rapid_agent.eval.answer_judge import Judge
 from rapid_agent.eval.scoring import letter_set, to_number
 
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from rapid_agent.backends.stand_in import FunctionEngine
+from rapid_agent.rl.caption_judge import PolicyJudge
 from rapid_agent.rl.config import SolutionConfig, VPOConfig
 from rapid_agent.rl.data import prepare_dataset
-from rapid_agent.rl.judge import PolicyJudge
 from rapid_agent.rl.metrics import METRICS_CSV, read_rows
 from rapid_agent.rl.models import ensure_tiny_captioner
 from rapid_agent.rl.train import build_trainer, check_trl, load_reasoners, resolve_resume

@@ -18,7 +18,7 @@ import rapid_agent.api as api
 from rapid_agent.backends import Completion, Engine, GenerationConfig
 from rapid_agent.backends.stand_in import FunctionEngine
 from rapid_agent.config import RapidContext
-from rapid_agent.rl.judge import EngineJudge
+from rapid_agent.rl.caption_judge import EngineJudge
 from rapid_agent.rl.rewards import vpo_reward
 
 GEN = GenerationConfig(temperature=0.0, top_p=1.0, max_new_tokens=16)

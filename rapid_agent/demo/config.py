@@ -32,7 +32,7 @@ from rapid_agent.backends import REASONER_DEFAULTS, GenerationConfig
 from rapid_agent.config import STRICT_ANSWERS
 from rapid_agent.perception import MODES
 from rapid_agent.prompts import DEFAULT_PROMPTS, Prompts
-from rapid_agent.rl.judge import JUDGE_PROMPT
+from rapid_agent.rl.caption_judge import JUDGE_PROMPT
 from rapid_agent.world import STYLES
 
 #: `captioner_base` values: the perception base shipped in the package (`base.py`), or random weights

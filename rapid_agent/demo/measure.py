@@ -20,7 +20,7 @@ from rapid_agent.backends import ChatRequest, Engine, GenerationConfig
 from rapid_agent.demo.config import DemoConfig
 from rapid_agent.demo.mixture import STYLED_MODE, bare_answers, task_prompt
 from rapid_agent.perception import split_output
-from rapid_agent.rl.judge import judge_request, parse_verdict
+from rapid_agent.rl.caption_judge import judge_request, parse_verdict
 from rapid_agent.world import DESCRIPTIVE, KINDS, STYLES, describes, parse_counts, style_of, style_text
 
 #: the style that states exactly what the question asks: the one SmolLM2 can use

@@ -9,7 +9,7 @@ One set of weights serves every row of the demo, so the captioner is trained on 
     direct     the captioner answering alone (the end-to-end row): the worked solution where its level is taught,
                else the counts the question asks about and no answer (it is not taught the arithmetic: a
                "Compute 2 * 3." here would be scored right by math-verify, which evaluates the expression)
-    judge      text only: the few-shot yes/no prompt of `rapid_agent.rl.judge` about one caption in some style;
+    judge      text only: the few-shot yes/no prompt of `rapid_agent.rl.caption_judge` about one caption in some style;
                "yes" for a description, "no" for a bare answer. VPO's `judge: policy` asks the captioner this.
 
 A style whose text needs the answer (the bare answer; the counts style's boxed solution) is taught only on the
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from rapid_agent.perception import captioner_prompt
 from rapid_agent.prompts import Prompts
-from rapid_agent.rl.judge import judge_request
+from rapid_agent.rl.caption_judge import judge_request
 from rapid_agent.world import DESCRIPTIVE, STYLES, style_text
 from rapid_agent.world.styles import counts_solution
 
@@ -118,7 +118,7 @@ def judge_text(item: dict, rng: random.Random) -> tuple[str, str]:
 
 
 def judge_example(text: str, describes: bool, style: str | None = None) -> Example:
-    """The judge prompt of `rapid_agent.rl.judge` about `text`, answered yes (a description) or no."""
+    """The judge prompt of `rapid_agent.rl.caption_judge` about `text`, answered yes (a description) or no."""
     return Example("judge", judge_request(text).prompt, YES if describes else NO, None, style)
 
 

@@ -2,7 +2,7 @@
 
 The reward is `rapid_agent.rl`'s VPO reward: the reasoner's correctness from each sampled output, minus lambda for a
 correct output whose caption the judge finds is no description. The judge is the policy itself (`judge: policy`,
-as in the paper): the captioner was taught to answer `rapid_agent.rl.judge`'s few-shot yes/no prompt as part of its
+as in the paper): the captioner was taught to answer `rapid_agent.rl.caption_judge`'s few-shot yes/no prompt as part of its
 supervision. The reasoner sees the demo's prompts (`DemoConfig.prompts`), the same as in the evaluation.
 
 `run_vpo` trains once with a given penalty; the demo runs it with the penalty and (full preset) without it, from

@@ -73,7 +73,7 @@ when the out folder holds several."""
 
 
 def run(argv: list[str]) -> int:
-    from rapid_agent.eval.judge import Judge
+    from rapid_agent.eval.answer_judge import Judge
     from rapid_agent.eval.runner import EvalConfig, run_eval
     from rapid_agent.eval.tables import to_markdown
 
@@ -174,7 +174,7 @@ def compare_command(argv: list[str]) -> int:
 
 
 def sweep_command(argv: list[str]) -> int:
-    from rapid_agent.eval.judge import Judge
+    from rapid_agent.eval.answer_judge import Judge
     from rapid_agent.eval.runner import EvalConfig, run_eval
     from rapid_agent.eval.store import PERCEPTION_KEY, PERCEPTIONS, read_records, read_results
     from rapid_agent.eval.summary import SUMMARY_FIELDS

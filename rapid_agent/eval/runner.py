@@ -50,7 +50,7 @@ from rapid_agent.backends import GenerationConfig, load_engine
 from rapid_agent.backends.base import redact
 from rapid_agent.config import RapidContext
 from rapid_agent.eval.adapters import Adapter, EvalSample
-from rapid_agent.eval.judge import Judge
+from rapid_agent.eval.answer_judge import Judge
 from rapid_agent.eval.scoring import safe_score, undecided
 from rapid_agent.eval.store import (
     PERCEPTION_KEY,
