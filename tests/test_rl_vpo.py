@@ -3,7 +3,6 @@ run, with stand-in engines (no model)."""
 
 from __future__ import annotations
 
-import inspect
 import random
 import re
 import time
@@ -23,21 +22,6 @@ from rapid_agent.rl.rewards import vpo_reward
 
 GEN = GenerationConfig(temperature=0.0, top_p=1.0, max_new_tokens=16)
 _CAPTION = re.compile(r"Description:\n(.*?)\n\nQuestion:", re.DOTALL)
-
-
-def strict_scoring_wired() -> bool:
-    """Whether the graph's score node honours `RapidContext.strict_answers` (wired in graphs/nodes.py once the
-    answer-checking rework lands); the tests of the strict parse need it."""
-    from rapid_agent.graphs import nodes
-
-    return "strict_answers" in inspect.getsource(nodes.score)
-
-
-needs_strict_scoring = pytest.mark.xfail(
-    not strict_scoring_wired(),
-    reason="graphs/nodes.py does not pass strict_answers to check_answer yet",
-    strict=True,
-)
 
 
 def caption_of(prompt: str) -> str:
@@ -159,7 +143,6 @@ def test_truncated_reasoner_output_is_wrong_and_its_rate_is_logged() -> None:
     assert metrics["vpo/truncated_rate"] == [0.5]
 
 
-@needs_strict_scoring
 def test_training_scores_only_the_final_box_after_the_reasoning() -> None:
     outputs = {
         "box": "<think>3 circles</think> The answer is \\boxed{3}.",
