@@ -10,10 +10,14 @@ import logging
 import os
 import sys
 
-from rapid_agent.telemetry.setup import setup_tracing, split_trace_argument
+from rapid_agent.telemetry.setup import setup_tracing
 
 try:
+    from trl import TrlParser
+
+    from rapid_agent.cli_args import HfArgumentParser, TraceArguments
     from rapid_agent.rl.config import STAGES
+    from rapid_agent.rl.plan import LayoutConfig
 except ImportError as exc:  # the light core has no trl/torch: name the extra that brings them
     from rapid_agent.extras import MissingExtraError, missing_extra
 
@@ -61,36 +65,56 @@ def recipe_stage(argv: list[str]) -> str:
     return "vpo" if "vpo" in (data.get("rewards") or []) or "reasoner" in data else "grpo"
 
 
+def build_parser(stage: str, prog: str | None = None) -> TrlParser:
+    """A stage's parser: TRL's (an `HfArgumentParser` that reads `--config RECIPE.yaml` first) over the stage's
+    config and the layout."""
+    return TrlParser((STAGES[stage], LayoutConfig), prog=prog or f"python -m rapid_agent.rl {stage}")
+
+
+def parse_stage(parser: TrlParser, argv: list[str]) -> tuple:
+    """(config, layout) from the recipe, then the command line; an option neither knows exits 2 naming it."""
+    config, layout, from_recipe, from_line = parser.parse_args_and_config(
+        argv, return_remaining_strings=True, separate_remaining_strings=True
+    )
+    if from_recipe:
+        parser.error(f"the recipe sets unknown fields: {' '.join(from_recipe[::2])}")
+    if from_line:
+        parser.error(f"unrecognized arguments: {' '.join(from_line)}")
+    return config, layout
+
+
+def split_trace(argv: list[str]) -> tuple[TraceArguments, list[str]]:
+    """`--trace` and `--trace-content` (as every command takes them), and the rest for TRL's parser: tracing is set
+    up, and a bad target refused, before the recipe is read."""
+    parser = HfArgumentParser(TraceArguments, add_help=False, allow_abbrev=False)
+    trace, rest = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True, look_for_args_file=False)
+    return trace, rest
+
+
 def cli(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     commands = (*STAGES, "plan")
     if not argv or argv[0] not in commands:
         print(USAGE, file=sys.stdout if not argv or argv[0] in ("-h", "--help") else sys.stderr)
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    from trl import TrlParser
-
-    from rapid_agent.rl.plan import LayoutConfig
-
     command, rest = argv[0], argv[1:]
-    stage = recipe_stage(rest) if command == "plan" else command
     if command == "plan":
         from rapid_agent.rl.plan import plan, report
 
-        parser = TrlParser((STAGES[stage], LayoutConfig), prog="python -m rapid_agent.rl plan")
-        config, layout = parser.parse_args_and_config(rest)
+        stage = recipe_stage(rest)
+        config, layout = parse_stage(build_parser(stage, "python -m rapid_agent.rl plan"), rest)
         recipe = rest[rest.index("--config") + 1] if "--config" in rest[:-1] else "RECIPE"
         result = plan(config, layout, stage=stage, recipe=recipe)
         print(report(result, layout, title=f"plan: {recipe} ({stage}, {config.model_name_or_path})"))
         return 0 if result.fits else 1
     require_deepspeed(rest)
-    trace, trace_content, rest = split_trace_argument(rest)  # --trace console|otlp|FILE.jsonl, as every command
-    setup_tracing(trace, capture_content=trace_content)
-    parser = TrlParser((STAGES[stage], LayoutConfig), prog=f"python -m rapid_agent.rl {stage}")
-    config, _ = parser.parse_args_and_config(rest)
+    trace, rest = split_trace(rest)
+    setup_tracing(trace.trace, capture_content=trace.trace_content)
+    config, _ = parse_stage(build_parser(command), rest)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from rapid_agent.rl.train import main
 
-    main(stage, config)
+    main(command, config)
     return 0
 
 

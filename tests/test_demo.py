@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rapid_agent.demo import DemoConfig, add_arguments, run_demo
+from rapid_agent.demo import DemoConfig, run_demo
 from rapid_agent.demo.cache import MANIFEST, check_entry, ensure_entry
 from rapid_agent.demo.captioner import ensure_captioner
 from rapid_agent.demo.config import SCRATCH
@@ -160,7 +159,7 @@ def test_vpo_scores_answers_as_the_table_does(tmp_path: Path) -> None:
 
 def test_command_line_options_reach_the_demo_config(monkeypatch: pytest.MonkeyPatch) -> None:
     """What `python -m rapid_agent demo ...` parses is what the run is configured with."""
-    from rapid_agent.demo import run
+    from rapid_agent.demo import command, run
 
     seen: dict = {}
 
@@ -169,14 +168,12 @@ def test_command_line_options_reach_the_demo_config(monkeypatch: pytest.MonkeyPa
         return {}
 
     monkeypatch.setattr(run, "_run", fake_run)
-    parser = argparse.ArgumentParser()
-    add_arguments(parser)
     argv = ["--out", "x", "--seeds", "3", "--cache-dir", "c", "--vpo-steps", "0", "--captioner-seed", "2"]
-    assert run.main(parser.parse_args([*argv, "--test-seed", "0", "--reasoner", "hf:r", "--no-progress"])) == 0
+    assert command.main([*argv, "--test-seed", "0", "--reasoner", "hf:r", "--no-progress"]) == 0
     assert (seen["out"], seen["cache_dir"], seen["quick"], seen["progress"]) == (Path("x"), "c", False, False)
     expected = DemoConfig(seeds=3, vpo_steps=0, sft_seed=2, test_seed=0, reasoner="hf:r")
     assert seen["config"] == expected
-    run.main(parser.parse_args(["--quick"]))
+    command.main(["--quick"])
     assert seen["config"] == DemoConfig.preset(True) and seen["quick"] and seen["config"].test_seed == 1
     assert seen["config"].test_seed != seen["config"].world_seed  # by default, a split no tuning run measured
 

@@ -1,15 +1,15 @@
 """Server settings and pipelines: `ServeConfig` checks, `--pipeline` strings, pipelines files, request sampling,
 the `serve` command's options, API keys."""
 
-import argparse
 import json
 
 import pytest
 
 from rapid_agent.backends import GenerationConfig
+from rapid_agent.cli_args import parse
 from rapid_agent.config import RapidContext
 from rapid_agent.serve.auth import KeyChecker, load_api_keys
-from rapid_agent.serve.command import pipelines_from_args, serve_config_from_args
+from rapid_agent.serve.command import build_parser, pipelines_from, serve_config_from
 from rapid_agent.serve.config import (
     ServeConfig,
     generation_for_request,
@@ -79,10 +79,20 @@ def test_request_sampling_overrides_and_caps_max_tokens():
     assert generation_for_request(gen, max_tokens=20, temperature=None, top_p=None, seed=None).max_new_tokens == 20
 
 
-def _serve_args(*argv: str) -> argparse.Namespace:
-    from rapid_agent.cli import build_parser
+def _serve_args(*argv: str) -> tuple:
+    """(pipeline options, server options, serve arguments) as `python -m rapid_agent serve ...` parses them."""
+    pipeline, options, serve, _trace = parse(
+        build_parser(), ["--captioner", "hf:/m/cap", "--reasoner", "hf:/m/rea", *argv]
+    )
+    return pipeline, options, serve
 
-    return build_parser().parse_args(["serve", "--captioner", "hf:/m/cap", "--reasoner", "hf:/m/rea", *argv])
+
+def serve_config_from_args(args: tuple) -> ServeConfig:
+    return serve_config_from(args[1])
+
+
+def pipelines_from_args(args: tuple) -> dict:
+    return pipelines_from(args[0], args[2])
 
 
 def test_serve_command_options_come_from_the_dataclasses():

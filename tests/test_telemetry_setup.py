@@ -21,7 +21,6 @@ from rapid_agent.tracing import (
     read_metrics,
     read_trace,
     setup_tracing,
-    split_trace_argument,
 )
 from tests.http_server import FakeChatServer, SeenRequest, chat_reply, error_reply
 from tests.otlp_receiver import OtlpGrpcReceiver, OtlpHttpReceiver
@@ -157,19 +156,22 @@ def test_bad_settings_are_clear_errors(monkeypatch, tmp_path):
 
 
 def test_trace_options_are_taken_out_of_foreign_command_lines():
-    trace, content, rest = split_trace_argument(
-        ["--config", "r.yaml", "--trace", "t.jsonl", "--trace-content", "--lr", "1"]
-    )
-    assert (trace, content, rest) == ("t.jsonl", True, ["--config", "r.yaml", "--lr", "1"])
-    assert split_trace_argument(["--trace_steps", "3"]) == (None, None, ["--trace_steps", "3"])
+    from rapid_agent.rl.__main__ import split_trace
+
+    trace, rest = split_trace(["--config", "r.yaml", "--trace", "t.jsonl", "--trace-content", "--lr", "1"])
+    assert (trace.trace, trace.trace_content, rest) == ("t.jsonl", True, ["--config", "r.yaml", "--lr", "1"])
+    trace, rest = split_trace(["--trace_steps", "3"])
+    assert (trace.trace, trace.trace_content, rest) == (None, None, ["--trace_steps", "3"])
 
 
 def test_every_command_takes_the_trace_options(tmp_path):
     from rapid_agent.cli import build_parser
     from rapid_agent.rl.__main__ import cli as rl_cli
 
-    args = build_parser().parse_args(["demo", "--quick", "--trace", "demo.jsonl", "--trace-content"])
-    assert (args.trace, args.trace_content) == ("demo.jsonl", True)
+    required = {"run": ["--image", "x", "--question", "q"], "demo": ["--quick"], "serve": []}
+    for command, argv in required.items():
+        args = build_parser().parse_args([command, *argv, "--trace", "t.jsonl", "--trace-content"])
+        assert (args.trace, args.trace_content) == ("t.jsonl", True)
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(ValueError, match="--trace: cannot write a trace"):  # taken out and checked before TRL parses

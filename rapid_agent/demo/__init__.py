@@ -6,10 +6,10 @@ training of the captioner against that reasoner, measures again, and writes a re
 accuracy is `rapid_agent.eval`'s runner over the world adapter (`rows`), summarised and tabulated as the paper's
 benchmarks are. Modules: `config` (settings), `sft` (supervised training), `captioner` (cached build), `cache`,
 `vpo`, `trace`, `rows` (the table's rows as runner runs), `effects` (the claims as paired differences), `report`,
-`run` (the orchestration).
+`run` (the orchestration), `command` (its command line).
 """
 
 from rapid_agent.demo.config import DEMO_PROMPTS, DemoConfig
-from rapid_agent.demo.run import add_arguments, main, run_demo
+from rapid_agent.demo.run import run_demo
 
-__all__ = ["DEMO_PROMPTS", "DemoConfig", "add_arguments", "main", "run_demo"]
+__all__ = ["DEMO_PROMPTS", "DemoConfig", "run_demo"]

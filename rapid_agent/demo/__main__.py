@@ -1,10 +1,7 @@
 """`python -m rapid_agent.demo`: the same as `python -m rapid_agent demo`."""
 
-import argparse
 import sys
 
-from rapid_agent.demo import add_arguments, main
+from rapid_agent.demo.command import main
 
-parser = argparse.ArgumentParser(prog="python -m rapid_agent.demo", description=__doc__)
-add_arguments(parser)
-sys.exit(main(parser.parse_args()))
+sys.exit(main(sys.argv[1:], prog="python -m rapid_agent.demo"))

@@ -11,7 +11,6 @@ what it measures: nothing in it checks that the numbers agree with the paper.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import functools
@@ -40,52 +39,6 @@ DEFAULT_OUT = "reports/demo"
 DEFAULT_REASONER = "hf:smollm2-135m-instruct"
 #: the stages of the table: the SFT captioner, VPO with the caption penalty, VPO without it
 SFT, VPO, NO_PENALTY = "sft", "vpo", "vpo-no-penalty"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The demo's command-line options (the CLI's `demo` sub-command)."""
-    parser.add_argument("--quick", action="store_true", help="tiny everything: a minute or two (used in CI)")
-    parser.add_argument("--out", default=DEFAULT_OUT, help="report folder (default: %(default)s)")
-    parser.add_argument("--seeds", type=int, default=None, help="reasoner seeds per row (default: 2, quick: 1)")
-    parser.add_argument(
-        "--captioner-seed", type=int, default=None, help="seed of the captioner's init, data order and VPO (default 0)"
-    )
-    parser.add_argument(
-        "--cache-dir",
-        default=None,
-        help="where trained captioners are cached (default: $RAPID_AGENT_DEMO_CACHE or ~/.cache/rapid_agent/demo)",
-    )
-    parser.add_argument("--reasoner", default=None, help=f"reasoner spec (default: {DEFAULT_REASONER})")
-    parser.add_argument("--vpo-steps", type=int, default=None, help="VPO steps (0 skips VPO)")
-    parser.add_argument(
-        "--test-seed",
-        type=int,
-        default=None,
-        help="seed of the test split (default 1: a split no setting was tuned on; 0: the world's own test split, "
-        "which every tuning run measured)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def main(args: argparse.Namespace) -> int:
-    overrides: dict[str, Any] = {}
-    if args.reasoner:
-        overrides["reasoner"] = args.reasoner
-    if args.vpo_steps is not None:
-        overrides["vpo_steps"] = args.vpo_steps
-    if args.captioner_seed is not None:
-        overrides["sft_seed"] = args.captioner_seed
-    if args.test_seed is not None:
-        overrides["test_seed"] = args.test_seed
-    run_demo(
-        out_dir=args.out,
-        quick=args.quick,
-        seeds=args.seeds,
-        cache_dir=args.cache_dir,
-        progress=not args.no_progress,
-        **overrides,
-    )
-    return 0
 
 
 @contextlib.contextmanager

@@ -21,12 +21,10 @@ from rapid_agent.telemetry.export import (
 from rapid_agent.telemetry.metrics import METRICS, eval_batch, record_metrics
 from rapid_agent.telemetry.setup import (
     Tracing,
-    add_trace_argument,
     disable_tracing,
     enable_tracing,
     flush_tracing,
     setup_tracing,
-    split_trace_argument,
 )
 
 __all__ = [
@@ -36,7 +34,6 @@ __all__ = [
     "JsonLinesMetricExporter",
     "OTelCallbackHandler",
     "Tracing",
-    "add_trace_argument",
     "current_span",
     "disable_tracing",
     "enable_tracing",
@@ -47,5 +44,4 @@ __all__ = [
     "record_metrics",
     "setup_tracing",
     "span_record",
-    "split_trace_argument",
 ]

@@ -15,11 +15,9 @@ Tracing off installs nothing at all: no provider, no wrapper, no callback.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import threading
-from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,29 +105,6 @@ _targets: dict[str, tuple[SpanProcessor, MetricExporter | None]] = {}
 _span_fanout_installed = False
 _meter_provider: MeterProvider | None = None
 _handler: OTelCallbackHandler | None = None
-
-
-def add_trace_argument(parser: argparse.ArgumentParser) -> None:
-    """`--trace console|otlp|FILE.jsonl` and `--trace-content` (record prompt and completion text)."""
-    group = parser.add_argument_group("tracing", "OpenTelemetry spans and metrics")
-    group.add_argument("--trace", metavar="console|otlp|FILE.jsonl", default=None, help=TRACE_HELP)
-    group.add_argument(
-        "--trace-content",
-        action="store_true",
-        default=None,
-        help="also record prompt and completion text in the trace (off by default, as the GenAI conventions ask; "
-        f"or set {A.CAPTURE_CONTENT_ENV}=true)",
-    )
-
-
-def split_trace_argument(argv: Sequence[str]) -> tuple[str | None, bool | None, list[str]]:
-    """(`--trace` value, `--trace-content`, the other arguments), for command lines parsed by something that does
-    not know these options (TRL's parser)."""
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--trace", default=None)
-    parser.add_argument("--trace-content", action="store_true", default=None)
-    known, rest = parser.parse_known_args(list(argv))
-    return known.trace, known.trace_content, rest
 
 
 def setup_tracing(trace_target: str | None = None, *, capture_content: bool | None = None) -> Tracing | None:
