@@ -8,6 +8,7 @@
 Backends and mode come from the per-call `RapidContext`: `graph.invoke(sample, context=RapidContext(...))`.
 A sample carrying `captioner_output` is perceived already: perceive splits it and calls no captioner.
 On a checkpointed thread each invocation is one sample: the state's keys live for one turn (see `state.py`).
+`batch.py` walks the same nodes along the same routes without a LangGraph run per sample (what `solve_batch` uses).
 Nodes are async; the sync API (`invoke`, `batch`) runs each node on a private event loop, also when the caller's
 thread already runs one (a notebook, an async web handler), so both APIs share the engines' micro-batches.
 """
@@ -56,15 +57,19 @@ def _node(afunc: Callable[[RapidState], Awaitable[dict]]) -> RunnableLambda:
     return RunnableLambda(_sync(afunc), afunc=afunc, name=afunc.__name__)
 
 
-def after_perceive(state: RapidState) -> Literal["reason", "score", "__end__"]:
+def route_after_perceive(state: RapidState, context: RapidContext | None) -> Literal["reason", "score", "__end__"]:
+    """Where a sample goes after perceive, under the run's `context` (None: routed outside any run)."""
     if state.get("errors"):
         return END
     if state.get("mode") == DIRECT:  # the captioner's output is the answer: no reasoner, with or without one
         return "score"
-    runtime = get_runtime(RapidContext)  # None when `update_state` (a Studio edit) routes outside any run
-    context = runtime.context if runtime is not None else None
     perception_only = context is not None and context.reasoner is None
     return END if perception_only else "reason"
+
+
+def after_perceive(state: RapidState) -> Literal["reason", "score", "__end__"]:
+    runtime = get_runtime(RapidContext)  # None when `update_state` (a Studio edit) routes outside any run
+    return route_after_perceive(state, runtime.context if runtime is not None else None)
 
 
 def after_reason(state: RapidState) -> Literal["score", "__end__"]:

@@ -40,7 +40,10 @@ from rapid_agent.perception import (
 SAMPLE_KEYS = ("question", "image", "images", "answer", "choices", "id")
 
 
-def _context() -> RapidContext:
+def _context(given: RapidContext | None = None) -> RapidContext:
+    """The run's context: `given` (the batch runner passes it), else the one the LangGraph run carries."""
+    if given is not None:
+        return given
     context = get_runtime(RapidContext).context
     return context if context is not None else RapidContext()
 
@@ -62,15 +65,18 @@ async def _generate(
     raise EngineError(f"{engine.spec}: the stream ended without a completion")
 
 
-async def perceive(state: RapidState) -> dict:
-    context = _context()
+async def perceive(state: RapidState, context: RapidContext | None = None) -> dict:
+    context = _context(context)
     mode = check_mode(context.mode)
     given = state.get("captioner_output")
     data = {k: state[k] for k in SAMPLE_KEYS if state.get(k) is not None}
     if given is not None or mode == "none":
         data.pop("image", None), data.pop("images", None)  # not looked at: no need to decode them
     limits = {"max_pixels": context.max_pixels, "max_question_chars": context.max_question_chars}
-    sample = await asyncio.to_thread(Sample.model_validate, data, context=limits)  # reads and decodes the images
+    if "image" in data or "images" in data:  # reads and decodes the images: off the loop
+        sample = await asyncio.to_thread(Sample.model_validate, data, context=limits)
+    else:  # nothing to read: a thread hop would cost more than the validation itself
+        sample = Sample.model_validate(data, context=limits)
     update: dict = {**sample.model_dump(exclude={"images"}), "mode": mode, "caption": None, "solution": None}
     if given is not None:  # a perception computed earlier (an eval's cache, a VPO sample): no captioner call
         return update | _perception(mode, given)
@@ -113,8 +119,8 @@ def _perception(mode: str, text: str) -> dict:
     }
 
 
-async def reason(state: RapidState) -> dict:
-    context = _context()
+async def reason(state: RapidState, context: RapidContext | None = None) -> dict:
+    context = _context(context)
     engine = await aload_engine(context.reasoner, "reasoner", **context.reasoner_options)
     perception = Perception(state.get("caption"), state.get("solution"))
     request = reasoner_request(state["question"], perception, state["mode"], context.prompts)
@@ -140,8 +146,8 @@ async def reason(state: RapidState) -> dict:
     }
 
 
-async def score(state: RapidState) -> dict:
-    context = _context()
+async def score(state: RapidState, context: RapidContext | None = None) -> dict:
+    context = _context(context)
     choices = state.get("choices") or ()
     output = state[answer_key(state["mode"])]
     if state.get("answer") is None:  # nothing to check against: read the answer only

@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import math
 import re
 import string
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, DecimalException
@@ -48,6 +50,9 @@ from rapid_agent import _verify_pool
 #: the longest tail of an output that is searched for an answer; math-verify's regexes slow down on long texts
 MAX_ANSWER_CHARS = 4000
 MAX_PREDICTION_CHARS = 500
+#: outputs up to this long have their check planned on the event loop's thread (microseconds), unless planning would
+#: load math-verify; longer ones are planned in a worker thread
+INLINE_PLAN_CHARS = 2000
 LETTERS = string.ascii_uppercase
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
 #: values of `Verdict.extracted_from`
@@ -194,7 +199,17 @@ def _gold_letter(gold: str, choices: tuple[str, ...]) -> str | None:
     return choice_letter(gold, choices, lowercase=bool(choices))
 
 
+class _NeedsImport(Exception):
+    """Planning on an event loop's thread reached math-verify before it was loaded: plan in a thread instead."""
+
+
+#: set while a check is planned on an event loop's thread, where loading math-verify would block the loop
+_on_loop: contextvars.ContextVar[bool] = contextvars.ContextVar("rapid_plan_on_loop", default=False)
+
+
 def _string_extract(text: str, strings: Sequence[str], *, anchored_only: bool) -> str | None:
+    if _on_loop.get() and "rapid_agent._math_check" not in sys.modules:
+        raise _NeedsImport
     from rapid_agent._math_check import string_extract  # deferred: loads math-verify (and sympy) on first use
 
     return string_extract(text, tuple(strings), anchored_only)
@@ -469,10 +484,13 @@ async def acheck_answer(
     final_box_only: bool = False,
     finish_reason: str | None = None,
 ) -> Verdict:
-    """`check_answer` for event loops: nothing runs on the loop's thread (reading the answer may import
-    math-verify and run its regexes over a long output; the math-verify part is awaited from a worker process)."""
+    """`check_answer` for event loops: nothing slow runs on the loop's thread. Reading the answer of a long output
+    (math-verify's regexes), or one that would load math-verify, runs in a worker thread; a short one is read here,
+    where a thread hop would cost more than the reading. The math-verify part is awaited from a worker process."""
     timeout_s = _check_timeout(timeout_s)
-    plan = await asyncio.to_thread(_plan, output, gold, choices, final_box_only, finish_reason)
+    plan = _plan_on_loop(output, gold, choices, final_box_only, finish_reason)
+    if plan is None:
+        plan = await asyncio.to_thread(_plan, output, gold, choices, final_box_only, finish_reason)
     if isinstance(plan, Verdict):
         return plan
     future = _verify_pool.submit(plan.function, plan.args, timeout_s)  # queues only: workers start in their threads
@@ -480,6 +498,21 @@ async def acheck_answer(
         return plan.finish(await asyncio.wrap_future(future))
     except Exception as exc:
         return _failed(plan, exc, timeout_s)
+
+
+def _plan_on_loop(
+    output: Any, gold: Any, choices: Any, final_box_only: bool, finish_reason: str | None
+) -> Verdict | _Pending | None:
+    """`_plan` on this thread when that is cheap (a short output, math-verify not to be loaded), else None."""
+    if not (output is None or (isinstance(output, str) and len(output) <= INLINE_PLAN_CHARS)):
+        return None
+    token = _on_loop.set(True)
+    try:
+        return _plan(output, gold, choices, final_box_only, finish_reason)
+    except _NeedsImport:
+        return None
+    finally:
+        _on_loop.reset(token)
 
 
 def check_answers(

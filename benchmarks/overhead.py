@@ -1,0 +1,285 @@
+"""What the library itself costs per sample, where it shows: against a fast loopback OpenAI-compatible server.
+
+A loopback server (`latency_server.py`, in its own process, so its CPU is not ours) answers every chat completion
+after a fixed delay (0.2 s). At each concurrency (64, 256) the same N samples (mode `none`, an `openai:` reasoner,
+a gold answer, so every path reads and checks an answer) go through, in one process and one command:
+
+  raw         bare `AsyncOpenAI.chat.completions.create` calls, `concurrency` in flight (the ceiling)
+  solve_batch `asolve_batch` on the whole list, the reasoner's `max_concurrency` = concurrency
+  eval        `run_eval` (records on disk, scoring), 4 batches of N/4 in flight, the same reasoner options
+  serve       `python -m rapid_agent serve` in a subprocess (its own CPU, like a deployment), `concurrency`
+              `AsyncOpenAI` clients in this process asking it
+
+Raw runs bracket every library run and each ratio is to the mean of its two neighbours, so drift in the load of a
+shared machine hits both sides alike. Then `--profile` reruns solve_batch (N samples, concurrency 256) in a child
+process under py-spy (`--gil`: only the thread holding the GIL is sampled, so samples are CPU spent in Python, in
+every thread, the engine's batcher thread included), with tracing off and on, and prints the CPU per sample by
+phase: validation (inputs, prompts), graph (LangGraph/LangChain and the nodes' own code), batching (micro-batcher),
+engine (the OpenAI client, httpx, the engine's retries and parsing), answer check, asyncio (the event loops), other.
+
+    python benchmarks/overhead.py                       # N=1024 at 64 and 256, then the profile
+    python benchmarks/overhead.py --samples 256 --concurrency 64 --no-profile
+
+Measured (2 shared cores with two long background jobs, load average ~3.5; N=1024, 0.2 s server):
+  before (a LangGraph run per sample):  solve_batch 0.39-0.45 of raw at 256 (0.64 at 64), ~6.2 ms CPU/sample
+  after (the nodes driven directly):    see the figures in the issue-24 commit message and report
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from functools import partial
+from pathlib import Path
+
+import openai
+
+HERE = Path(__file__).resolve().parent
+QUESTION = "What is 1 + 2? (sample {i})"
+#: where a py-spy frame's file puts its CPU, first match wins (innermost frame first)
+PHASES = (
+    ("answer check", ("rapid_agent/answers.py", "rapid_agent/_verify_pool", "rapid_agent/_math_check")),
+    ("validation", ("rapid_agent/inputs.py", "rapid_agent/perception.py", "rapid_agent/prompts.py", "pydantic")),
+    ("batching", ("backends/batching.py",)),
+    ("engine", ("backends/openai", "openai/", "httpx/", "httpcore/", "tenacity/", "anyio/", "h11/")),
+    ("graph", ("langgraph/", "langchain_core/", "langsmith/", "graphs/", "rapid_agent/api.py")),
+    ("tracing", ("opentelemetry/", "rapid_agent/telemetry/")),
+    ("asyncio", ("asyncio/", "selectors.py")),
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(cmd: list[str], port: int) -> subprocess.Popen:
+    """Start a server process and wait until it accepts connections on `port`."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return proc
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"{' '.join(cmd[:5])} did not start")
+
+
+def samples(n: int) -> list[dict]:
+    """The server always answers 3: every other gold is 4, so half the verdicts are wrong ones."""
+    return [{"id": str(i), "question": QUESTION.format(i=i), "answer": str(3 + i % 2)} for i in range(n)]
+
+
+def reasoner_context(url: str, concurrency: int):
+    from rapid_agent import RapidContext
+
+    return RapidContext(mode="none", reasoner=f"openai:m@{url}", reasoner_options={"max_concurrency": concurrency})
+
+
+async def raw(client: openai.AsyncOpenAI, n: int, concurrency: int, gen) -> int:
+    """N bare chat completions, `concurrency` in flight; how many came back right."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> bool:
+        async with gate:
+            reply = await client.chat.completions.create(
+                model="m",
+                messages=[{"role": "user", "content": QUESTION.format(i=i)}],
+                temperature=gen.temperature,
+                top_p=gen.top_p,
+                max_tokens=gen.max_new_tokens,
+            )
+        return "\\boxed{3}" in (reply.choices[0].message.content or "")
+
+    return sum(await asyncio.gather(*(one(i) for i in range(n))))
+
+
+async def via_solve_batch(url: str, n: int, concurrency: int) -> int:
+    from rapid_agent.api import asolve_batch
+
+    results = await asolve_batch(samples(n), context=reasoner_context(url, concurrency))
+    return sum(r.get("correct") is not None for r in results)
+
+
+def via_eval(url: str, n: int, concurrency: int, folder: Path) -> int:
+    from rapid_agent.eval.adapters import build_adapter
+    from rapid_agent.eval.runner import EvalConfig, run_eval
+
+    folder.mkdir(parents=True)
+    Path(folder, "x.png").write_bytes(b"")  # mode none never opens it; the generic adapter wants an image column
+    rows = [{**s, "image": "x.png"} for s in samples(n)]
+    Path(folder, "bench.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    context = reasoner_context(url, concurrency)
+    config = EvalConfig(
+        out=folder / "out", reasoners=(context.reasoner,), modes=("none",), batch_size=max(1, n // 4), concurrency=4
+    )
+    run_eval([build_adapter(f"generic:b={folder / 'bench.jsonl'}")], context=context, config=config)
+    records = [json.loads(line) for p in (folder / "out").rglob("results*.jsonl") for line in p.open()]
+    return sum(r.get("correct") is not None for r in records)
+
+
+async def via_serve(serve_url: str, n: int, concurrency: int) -> int:
+    gate = asyncio.Semaphore(concurrency)
+    async with openai.AsyncOpenAI(base_url=serve_url, api_key="-", max_retries=0, timeout=600) as client:
+
+        async def one(i: int) -> bool:
+            async with gate:
+                reply = await client.chat.completions.create(
+                    model="rapid", messages=[{"role": "user", "content": QUESTION.format(i=i)}]
+                )
+            return "3" in (reply.choices[0].message.content or "")
+
+        return sum(await asyncio.gather(*(one(i) for i in range(n))))
+
+
+async def timed(label: str, run, n: int) -> float:
+    cpu, wall = time.process_time(), time.perf_counter()
+    ok = await run()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    print(f"  {label:12s} {n / wall:7.1f} samples/s  {1e3 * cpu / n:5.2f} ms CPU/sample (this process)  ok {ok}/{n}")
+    return n / wall
+
+
+async def compare(url: str, serve_url: str | None, n: int, levels: list[int], rounds: int, tmp: Path) -> None:
+    from rapid_agent.config import RapidContext
+
+    gen = RapidContext().reasoner_gen
+    async with openai.AsyncOpenAI(base_url=url, api_key="-", max_retries=0, timeout=600) as client:
+        await raw(client, 64, 64, gen)  # connections, imports
+        await via_solve_batch(url, 64, 64)
+        for c in levels:
+            print(f"concurrency {c}, {n} samples")
+            paths = {
+                "solve_batch": partial(via_solve_batch, url, n, c),
+                "eval": lambda c=c: asyncio.to_thread(via_eval, url, n, c, tmp / f"eval{c}-{time.time_ns()}"),
+            }
+            if serve_url is not None:
+                paths["serve"] = partial(via_serve, serve_url, n, c)
+            bare = partial(raw, client, n, c, gen)
+            ratios: dict[str, list[float]] = {name: [] for name in paths}
+            for _ in range(rounds):
+                before = await timed("raw", bare, n)
+                for name, run in paths.items():
+                    rate = await timed(name, run, n)
+                    after = await timed("raw", bare, n)
+                    ratios[name].append(rate / ((before + after) / 2))
+                    before = after
+            print(
+                "  ratio to raw (median of rounds, each round's): "
+                + ", ".join(f"{k} {statistics.median(v):.2f} {[round(r, 2) for r in v]}" for k, v in ratios.items())
+            )
+
+
+def classify(stack: str) -> str:
+    if not stack.strip():
+        return "native"  # the GIL held with no Python frame on the stack (C code between frames)
+    for frame in reversed(stack.split(";")):  # innermost first
+        for phase, needles in PHASES:
+            if any(needle in frame for needle in needles):
+                return phase
+    return "other"
+
+
+def profile(url: str, n: int, tracing: bool, tmp: Path) -> None:
+    out = tmp / f"profile_{int(tracing)}.txt"
+    cmd = [sys.executable, __file__, "--child", url, "--samples", str(n)] + (["--child-trace"] if tracing else [])
+    spy = [str(Path(sys.executable).with_name("py-spy")), "record", "--gil", "--format", "raw", "-r", "200"]
+    done = subprocess.run([*spy, "-o", str(out), "--", *cmd], capture_output=True, text=True)
+    child = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if not child:
+        print(done.stdout[-2000:], done.stderr[-2000:])
+        return
+    measured = json.loads(child[-1])
+    phases: collections.Counter[str] = collections.Counter()
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if "_find_and_load" not in stack:  # every thread, imports aside (the warm-up's 64 samples are in)
+            phases[classify(stack)] += int(count)
+    total = sum(phases.values()) or 1
+    cpu = measured["cpu_ms_per_sample"]
+    print(f"  tracing {'on ' if tracing else 'off'}: {cpu:.2f} ms CPU/sample ({measured['rate']:.0f} samples/s)")
+    print("    " + ", ".join(f"{k} {cpu * v / total:.2f}" for k, v in phases.most_common()) + "  (ms/sample)")
+
+
+def child(url: str, n: int, trace: bool) -> None:
+    """The profiled run: a warm-up of 64, then N samples at concurrency 256; prints its CPU as JSON."""
+    if trace:
+        from rapid_agent.tracing import setup_tracing
+
+        setup_tracing(os.path.join(tempfile.mkdtemp(), "trace.jsonl"))
+    asyncio.run(via_solve_batch(url, 64, 64))
+
+    async def profiled_run() -> dict:
+        cpu, wall = time.process_time(), time.perf_counter()
+        ok = await via_solve_batch(url, n, 256)
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+        return {"cpu_ms_per_sample": 1e3 * cpu / n, "rate": n / wall, "ok": ok}
+
+    print(json.dumps(asyncio.run(profiled_run())), flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=1024)
+    parser.add_argument("--concurrency", type=int, action="append", help="repeatable (default: 64 and 256)")
+    parser.add_argument("--latency-s", type=float, default=0.2)
+    parser.add_argument("--rounds", type=int, default=2, help="raw-bracketed runs of every path per concurrency")
+    parser.add_argument("--no-serve", action="store_true", help="leave out the serve subprocess")
+    parser.add_argument("--no-profile", action="store_true", help="leave out the py-spy phase profile")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-trace", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return child(args.child, args.samples, args.child_trace)
+
+    port = free_port()
+    server = start(
+        [sys.executable, str(HERE / "latency_server.py"), "--port", str(port), "--latency-s", str(args.latency_s)],
+        port,
+    )
+    url = f"http://127.0.0.1:{port}/v1"
+    serve = None
+    try:
+        serve_url = None
+        if not args.no_serve:
+            serve_port = free_port()
+            serve = start(
+                [
+                    *(sys.executable, "-m", "rapid_agent", "serve", "--pipeline", f"rapid=,openai:m@{url},none"),
+                    *("--reasoner-option", "max_concurrency=256", "--max-active", "4096", "--max-queue", "4096"),
+                    *("--port", str(serve_port), "--log-level", "warning"),
+                ],
+                serve_port,
+            )
+            serve_url = f"http://127.0.0.1:{serve_port}/v1"
+        print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; server latency {args.latency_s} s")
+        with tempfile.TemporaryDirectory() as tmp:
+            asyncio.run(compare(url, serve_url, args.samples, args.concurrency or [64, 256], args.rounds, Path(tmp)))
+            if not args.no_profile:
+                print(
+                    f"CPU per sample by phase, solve_batch, {args.samples} samples at concurrency 256 (py-spy --gil)"
+                )
+                for tracing in (False, True):
+                    profile(url, args.samples, tracing, Path(tmp))
+        print(f"load average {os.getloadavg()[0]:.2f}")
+    finally:
+        for proc in (serve, server):
+            if proc is not None:
+                proc.terminate()
+                proc.wait(10)
+
+
+if __name__ == "__main__":
+    main()
