@@ -77,7 +77,9 @@ def parse_stage(parser: TrlParser, argv: list[str]) -> tuple:
         argv, return_remaining_strings=True, separate_remaining_strings=True
     )
     if from_recipe:
-        parser.error(f"the recipe sets unknown fields: {' '.join(from_recipe[::2])}")
+        parser.error(
+            f"the recipe sets unknown fields: {', '.join(key.removeprefix('--') for key in from_recipe[::2])}"
+        )
     if from_line:
         parser.error(f"unrecognized arguments: {' '.join(from_line)}")
     return config, layout

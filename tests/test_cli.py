@@ -230,6 +230,29 @@ def test_an_unknown_or_mistyped_flag_exits_2_naming_it(capsys):
     assert "--reasoner-option: engine options look like key=value, got 'no-equals-sign'" in capsys.readouterr().err
 
 
+def test_eval_and_rl_refuse_a_typo_with_exit_2_naming_it(tmp_path, capsys):
+    from pathlib import Path
+
+    from rapid_agent.eval.__main__ import main as eval_main
+    from rapid_agent.rl.__main__ import cli as rl_cli
+
+    with pytest.raises(SystemExit) as info:
+        eval_main(["--benchmark", "mathvista", "--out", str(tmp_path), "--limt", "3"])
+    assert info.value.code == 2 and "unrecognized arguments: --limt 3" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        eval_main(["--out", str(tmp_path)])
+    assert info.value.code == 2 and "required: --benchmark" in capsys.readouterr().err
+    recipe = Path(__file__).resolve().parents[1] / "rl" / "recipes" / "tiny_cpu_vpo.yaml"
+    with pytest.raises(SystemExit) as info:  # refused before anything loads or trains
+        rl_cli(["vpo", "--config", str(recipe), "--lerning_rate", "1e-5"])
+    assert info.value.code == 2 and "unrecognized arguments: --lerning_rate 1e-5" in capsys.readouterr().err
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(recipe.read_text() + "\nlerning_rate: 1.0e-5\n")
+    with pytest.raises(SystemExit) as info:
+        rl_cli(["vpo", "--config", str(typo)])
+    assert info.value.code == 2 and "the recipe sets unknown fields: lerning_rate" in capsys.readouterr().err
+
+
 def test_every_command_builds_its_parser_with_hf_argument_parser():
     from rapid_agent import cli
     from rapid_agent.cli_args import HfArgumentParser
