@@ -44,6 +44,7 @@ __all__ = [
     "attribute_docs",
     "context_from",
     "documented",
+    "field_help",
     "parse",
     "pipeline_arguments",
 ]
@@ -111,7 +112,6 @@ def parse(parser: HfArgumentParser, argv: Sequence[str]) -> tuple[Any, ...]:
     return tuple(parsed)
 
 
-@documented
 @dataclasses.dataclass
 class TraceArguments:
     """The tracing options every command takes (`rapid_agent.telemetry.setup_tracing`)."""
@@ -133,7 +133,7 @@ class TraceArguments:
 
 
 def _spec_or_mode(f: dataclasses.Field, many: bool) -> tuple[str, Any, dataclasses.Field]:
-    metadata = {"help": f.metadata.get("help", "")}
+    metadata = {"help": field_help(RapidContext, f.name)}
     metadata |= {"choices": MODES} if f.name == "mode" else {"metavar": "SPEC"}
     if many:  # --reasoner a --reasoner b (or --reasoner a b): every one given
         metadata["help"] += " (repeat for several)"
