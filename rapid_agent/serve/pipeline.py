@@ -1,8 +1,9 @@
 """One served model name: a RAPID pipeline (captioner + reasoner + mode) whose engines are resolved once, and the
 ways a request runs through the compiled graph.
 
-`answer` is one `graph.ainvoke`: concurrent requests meet in the engines' micro-batchers, so N requests in flight
-cost about one engine call per role. A streamed request runs in two graph calls, so that batching survives
+`answer` is one graph run (its nodes driven directly, `graphs/batch.py`, unless tracing or a run config needs a
+LangGraph run): concurrent requests meet in the engines' micro-batchers, so N requests in flight cost about one
+engine call per role. A streamed request runs in two graph calls, so that batching survives
 streaming and a perception failure is known before the first byte goes out: `perceive` first (the graph stops after
 perception when the context has no reasoner; batched like any request; its text is not the answer), then `stream`
 runs the answering model with `RapidContext(stream=True)` on the given perception (a sample carrying
@@ -19,6 +20,7 @@ from typing import Any
 from rapid_agent.backends import Engine, GenerationConfig, load_engine
 from rapid_agent.config import RapidContext
 from rapid_agent.graphs import get_graph
+from rapid_agent.graphs.batch import arun, direct_run_possible
 from rapid_agent.serve.config import generation_for_request
 from rapid_agent.serve.protocol import ChatCompletionRequest
 
@@ -76,11 +78,18 @@ class Pipeline:
 
     async def answer(self, sample: dict, context: RapidContext) -> dict:
         """The final state of one graph run."""
-        return await get_graph().ainvoke(sample, self.run_config, context=context)
+        return await self._run(sample, context)
 
     async def perceive(self, sample: dict, context: RapidContext) -> dict:
         """The final state of the perception run alone (no reasoner: the graph stops after perceive)."""
-        return await get_graph().ainvoke(sample, self.run_config, context=context.replace(reasoner=None))
+        return await self._run(sample, context.replace(reasoner=None))
+
+    async def _run(self, sample: dict, context: RapidContext) -> dict:
+        """The graph's nodes driven directly (`graphs/batch.py`, the same final state) when nothing needs a LangGraph
+        run (no run config, no callback handler such as tracing's), else the compiled graph."""
+        if not self.run_config and direct_run_possible(context):
+            return await arun(sample, context)
+        return await get_graph().ainvoke(sample, self.run_config, context=context)
 
     async def stream(
         self, sample: dict, context: RapidContext, perceived: Mapping[str, Any] | None = None
@@ -98,7 +107,7 @@ class Pipeline:
             sample = {k: sample[k] for k in keep if sample.get(k) is not None}
             sample["captioner_output"] = perceived.get("captioner_output") or ""
         if not self.streams:
-            final = await graph.ainvoke(sample, self.run_config, context=context)
+            final = await self._run(sample, context)
             if self.answer_text(final):
                 yield self.answer_text(final)
             yield _merged(perceived or {}, final)
