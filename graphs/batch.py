@@ -45,8 +45,11 @@ _REDUCERS = _reducers()
 
 def direct_run_possible(context: RapidContext) -> bool:
     """Whether runs under `context` need nothing only LangGraph gives: no streaming, and no callback handler
-    configured for every run (tracing's, LangSmith's). Checked once per batch, not per sample."""
-    return not context.stream and not AsyncCallbackManager.configure().handlers
+    configured for every run (tracing's, LangSmith's; one switched off, `enabled` false, does not count). Checked
+    once per batch, not per sample."""
+    if context.stream:
+        return False
+    return not any(getattr(h, "enabled", True) for h in AsyncCallbackManager.configure().handlers)
 
 
 def _apply(state: dict, update: Mapping[str, Any]) -> None:

@@ -143,3 +143,30 @@ def test_a_closed_batcher_starts_a_new_loop_on_the_next_request():
     batcher.close()
     assert batcher.submit(ChatRequest("b"), GenerationConfig()).text == "B"
     batcher.close()
+
+
+def test_async_callers_on_several_loops_get_their_own_results_and_a_cancelled_caller_is_left_out():
+    engine = FunctionEngine(echo)
+    batcher = MicroBatcher(engine, window_s=0.3, max_wait_s=0.3)
+    results: dict[int, list[str]] = {}
+
+    async def caller(k: int) -> list[str]:
+        keep = [asyncio.ensure_future(batcher.asubmit(ChatRequest(f"l{k}r{i}"), GEN)) for i in range(20)]
+        dropped = asyncio.ensure_future(batcher.asubmit(ChatRequest(f"l{k}dropped"), GEN))
+        failing = asyncio.ensure_future(batcher.asubmit(ChatRequest(f"l{k}fail"), GEN))
+        await asyncio.sleep(0.05)  # queued in the batcher, not yet sent (the window is 0.3 s)
+        dropped.cancel()
+        with pytest.raises(EngineError, match="scripted failure"):
+            await failing
+        return [c.text for c in await asyncio.gather(*keep)]
+
+    def thread(k: int) -> None:
+        results[k] = asyncio.run(caller(k))
+
+    threads = [threading.Thread(target=thread, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert results == {k: [f"L{k}R{i}" for i in range(20)] for k in range(3)}
+    assert sum(len(call) for call in engine.calls) == 66 and engine.num_calls <= 3  # a few bursts, not 66 calls

@@ -119,9 +119,12 @@ def test_a_run_that_needs_langgraph_runs_the_graph() -> None:
     assert not batch.direct_run_possible(context.replace(stream=True))
     handler: ContextVar = ContextVar("test_handler", default=None)
     register_configure_hook(handler, inheritable=True)
-    token = handler.set(BaseCallbackHandler())
+    tracer = BaseCallbackHandler()
+    token = handler.set(tracer)
     try:
         assert not batch.direct_run_possible(context)  # tracing's hook: graph and node spans need the graph
+        tracer.enabled = False  # tracing switched off again (disable_tracing)
+        assert batch.direct_run_possible(context)
     finally:
         handler.reset(token)
     assert batch.direct_run_possible(context)

@@ -107,6 +107,11 @@ class MicroBatcher:
         self._in_flight = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._start_lock = threading.Lock()
+        # requests on their way to this batcher's loop, and results on their way back to each caller's loop
+        self._inbox: list[_Ticket] = []
+        self._inbox_lock = threading.Lock()
+        self._outboxes: dict[asyncio.AbstractEventLoop, list[tuple[_Ticket, object]]] = {}
+        self._outbox_lock = threading.Lock()
 
     def close(self) -> None:
         """Stop the batcher's loop (requests still queued fail); a later request starts a new one."""
@@ -114,6 +119,10 @@ class MicroBatcher:
             loop, self._loop = self._loop, None
         if loop is not None:
             _stop_loop(loop)
+        with self._inbox_lock:
+            tickets, self._inbox = self._inbox, []
+        for ticket in tickets:  # never reached the loop
+            _call_soon(ticket.caller, ticket.future.cancel)
 
     # -- public API --------------------------------------------------------------------------------------------
     def submit(self, request: ChatRequest, gen: GenerationConfig) -> Completion:
@@ -122,9 +131,27 @@ class MicroBatcher:
         return asyncio.run_coroutine_threadsafe(coro, self._ensure_loop()).result()
 
     async def asubmit(self, request: ChatRequest, gen: GenerationConfig) -> Completion:
-        """Submit from any event loop. Raises EngineError when the request failed."""
-        coro = self._enqueue(request, gen, current_cohort.get(), contextvars.copy_context())
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._ensure_loop()))
+        """Submit from any event loop. Raises EngineError when the request failed.
+
+        Requests and results cross between the two loops in bursts: what one pass of a loop sends goes with one
+        wake-up of the other, at the end of the pass (a wake-up per request, a write to a loop's self-pipe each way
+        and a GIL hand-over, cost more CPU than the rest of a graph run: see benchmarks/overhead.py)."""
+        caller = asyncio.get_running_loop()
+        ticket = _Ticket(
+            request, gen, current_cohort.get(), contextvars.copy_context(), caller, caller.create_future()
+        )
+        loop = self._ensure_loop()
+        with self._inbox_lock:
+            self._inbox.append(ticket)
+            first = len(self._inbox) == 1  # else a wake-up is on its way already
+        if first:  # once this loop's pass is over, so that every request it makes goes with this wake-up
+            caller.call_soon(_call_soon, loop, self._take_inbox)
+        try:
+            return await ticket.future
+        except asyncio.CancelledError:  # the caller gave up: its request leaves the queue if still there
+            if ticket.future.cancelled():
+                _call_soon(loop, ticket.cancel)
+            raise
 
     def poke(self, cohort: Cohort) -> None:
         """A run of `cohort` ended: its waiting requests may now be all there are (thread-safe)."""
@@ -166,6 +193,55 @@ class MicroBatcher:
                 self._loop = loop
                 weakref.finalize(self, _stop_loop, loop).atexit = False
         return self._loop
+
+    def _take_inbox(self) -> None:
+        with self._inbox_lock:
+            tickets, self._inbox = self._inbox, []
+        loop = asyncio.get_running_loop()
+        for ticket in tickets:
+            if not ticket.future.cancelled():
+                ticket.task = loop.create_task(self._serve(ticket))
+
+    async def _serve(self, ticket: _Ticket) -> None:
+        try:
+            outcome = await self._enqueue(ticket.request, ticket.gen, ticket.cohort, ticket.origin)
+        except asyncio.CancelledError as exc:  # the caller gave up, or this loop is stopping
+            outcome = exc
+            raise
+        except Exception as exc:
+            outcome = exc
+        finally:
+            if not ticket.future.cancelled():
+                self._reply(ticket, outcome)
+
+    def _reply(self, ticket: _Ticket, outcome: object) -> None:
+        """Hand a result (or exception) back to the caller's loop, with the others of its burst."""
+        caller = ticket.caller
+        with self._outbox_lock:
+            box = self._outboxes.setdefault(caller, [])
+            box.append((ticket, outcome))
+            first = len(box) == 1
+        if first:  # after this loop's pass, with the rest of the results it delivers
+            asyncio.get_running_loop().call_soon(self._wake_caller, caller)
+
+    def _wake_caller(self, caller: asyncio.AbstractEventLoop) -> None:
+        if not _call_soon(caller, self._deliver, caller):
+            with self._outbox_lock:  # the caller's loop is closed: nobody waits
+                self._outboxes.pop(caller, None)
+
+    def _deliver(self, caller: asyncio.AbstractEventLoop) -> None:
+        with self._outbox_lock:
+            box = self._outboxes.pop(caller, [])
+        for ticket, outcome in box:
+            future = ticket.future
+            if future.done():
+                continue
+            if isinstance(outcome, asyncio.CancelledError):
+                future.cancel()
+            elif isinstance(outcome, BaseException):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
 
     async def _enqueue(
         self, request: ChatRequest, gen: GenerationConfig, cohort: Cohort | None, origin: Origin = None
@@ -245,6 +321,39 @@ class MicroBatcher:
         # requests that queued up while the engine was busy go out now, without waiting for another window
         for pending_gen in list(self._pending):
             self._dispatch(pending_gen)
+
+
+class _Ticket:
+    """One `asubmit` request on its way: what to send, for whom, and where the answer goes."""
+
+    __slots__ = ("request", "gen", "cohort", "origin", "caller", "future", "task")
+
+    def __init__(
+        self,
+        request: ChatRequest,
+        gen: GenerationConfig,
+        cohort: Cohort | None,
+        origin: Origin,
+        caller: asyncio.AbstractEventLoop,
+        future: asyncio.Future,
+    ) -> None:
+        self.request, self.gen, self.cohort, self.origin = request, gen, cohort, origin
+        self.caller, self.future = caller, future
+        self.task: asyncio.Task | None = None
+
+    def cancel(self) -> None:
+        """On the batcher's loop: drop the request (its task) if it has one."""
+        if self.task is not None:
+            self.task.cancel()
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., object], *args: object) -> bool:
+    """`call_soon_threadsafe`, False when `loop` is closed."""
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:
+        return False
+    return True
 
 
 def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
