@@ -4,7 +4,8 @@ A loopback server (`latency_server.py`, in its own process, so its CPU is not ou
 after a fixed delay (0.2 s). At each concurrency (64, 256) the same N samples (mode `none`, an `openai:` reasoner,
 a gold answer, so every path reads and checks an answer) go through, in one process and one command:
 
-  raw         bare `AsyncOpenAI.chat.completions.create` calls, `concurrency` in flight (the ceiling)
+  raw         bare `AsyncOpenAI.chat.completions.create` calls, `concurrency` in flight, each sending the body the
+              graph's reasoner sends (system prompt, reasoning template, sampling fields): the ceiling
   solve_batch `asolve_batch` on the whole list, the reasoner's `max_concurrency` = concurrency
   eval        `run_eval` (records on disk, scoring), 4 batches of N/4 in flight, the same reasoner options
   serve       `python -m rapid_agent serve` in a subprocess (its own CPU, like a deployment), `concurrency`
@@ -88,18 +89,27 @@ def reasoner_context(url: str, concurrency: int):
     return RapidContext(mode="none", reasoner=f"openai:m@{url}", reasoner_options={"max_concurrency": concurrency})
 
 
-async def raw(client: openai.AsyncOpenAI, n: int, concurrency: int, gen) -> int:
-    """N bare chat completions, `concurrency` in flight; how many came back right."""
+async def raw(client: openai.AsyncOpenAI, n: int, concurrency: int) -> int:
+    """N bare chat completions, `concurrency` in flight, each with the body the graph's reasoner sends (its system
+    prompt, its reasoning template around the question, its sampling fields); how many came back right."""
+    from rapid_agent.config import RapidContext
+    from rapid_agent.perception import Perception, reasoner_request
+
+    context = RapidContext()
+    gen, none = context.reasoner_gen, Perception(None, None)
+    extended = {"top_k": gen.top_k, "min_p": gen.min_p, "repetition_penalty": gen.repetition_penalty}
     gate = asyncio.Semaphore(concurrency)
 
     async def one(i: int) -> bool:
+        request = reasoner_request(QUESTION.format(i=i), none, "none", context.prompts)
         async with gate:
             reply = await client.chat.completions.create(
                 model="m",
-                messages=[{"role": "user", "content": QUESTION.format(i=i)}],
+                messages=[{"role": "system", "content": request.system}, {"role": "user", "content": request.prompt}],
                 temperature=gen.temperature,
                 top_p=gen.top_p,
                 max_tokens=gen.max_new_tokens,
+                extra_body=extended,
             )
         return "\\boxed{3}" in (reply.choices[0].message.content or "")
 
@@ -130,7 +140,20 @@ def via_eval(url: str, n: int, concurrency: int, folder: Path) -> int:
     return sum(r.get("correct") is not None for r in records)
 
 
-async def via_serve(serve_url: str, n: int, concurrency: int) -> int:
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of another process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def via_serve(serve_url: str, n: int, concurrency: int, pid: int) -> int:
+    before = process_cpu_s(pid)
+    ok = await ask_serve(serve_url, n, concurrency)
+    print(f"  {'':12s} {'':19s} {1e3 * (process_cpu_s(pid) - before) / n:5.2f} ms CPU/sample (the serve process)")
+    return ok
+
+
+async def ask_serve(serve_url: str, n: int, concurrency: int) -> int:
     gate = asyncio.Semaphore(concurrency)
     async with openai.AsyncOpenAI(base_url=serve_url, api_key="-", max_retries=0, timeout=600) as client:
 
@@ -152,12 +175,9 @@ async def timed(label: str, run, n: int) -> float:
     return n / wall
 
 
-async def compare(url: str, serve_url: str | None, n: int, levels: list[int], rounds: int, tmp: Path) -> None:
-    from rapid_agent.config import RapidContext
-
-    gen = RapidContext().reasoner_gen
+async def compare(url: str, serve: tuple[str, int] | None, n: int, levels: list[int], rounds: int, tmp: Path) -> None:
     async with openai.AsyncOpenAI(base_url=url, api_key="-", max_retries=0, timeout=600) as client:
-        await raw(client, 64, 64, gen)  # connections, imports
+        await raw(client, 64, 64)  # connections, imports
         await via_solve_batch(url, 64, 64)
         for c in levels:
             print(f"concurrency {c}, {n} samples")
@@ -165,9 +185,9 @@ async def compare(url: str, serve_url: str | None, n: int, levels: list[int], ro
                 "solve_batch": partial(via_solve_batch, url, n, c),
                 "eval": lambda c=c: asyncio.to_thread(via_eval, url, n, c, tmp / f"eval{c}-{time.time_ns()}"),
             }
-            if serve_url is not None:
-                paths["serve"] = partial(via_serve, serve_url, n, c)
-            bare = partial(raw, client, n, c, gen)
+            if serve is not None:
+                paths["serve"] = partial(via_serve, serve[0], n, c, serve[1])
+            bare = partial(raw, client, n, c)
             ratios: dict[str, list[float]] = {name: [] for name in paths}
             for _ in range(rounds):
                 before = await timed("raw", bare, n)
@@ -252,7 +272,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}/v1"
     serve = None
     try:
-        serve_url = None
+        serve_at = None
         if not args.no_serve:
             serve_port = free_port()
             serve = start(
@@ -263,10 +283,10 @@ def main() -> None:
                 ],
                 serve_port,
             )
-            serve_url = f"http://127.0.0.1:{serve_port}/v1"
+            serve_at = (f"http://127.0.0.1:{serve_port}/v1", serve.pid)
         print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; server latency {args.latency_s} s")
         with tempfile.TemporaryDirectory() as tmp:
-            asyncio.run(compare(url, serve_url, args.samples, args.concurrency or [64, 256], args.rounds, Path(tmp)))
+            asyncio.run(compare(url, serve_at, args.samples, args.concurrency or [64, 256], args.rounds, Path(tmp)))
             if not args.no_profile:
                 print(
                     f"CPU per sample by phase, solve_batch, {args.samples} samples at concurrency 256 (py-spy --gil)"
