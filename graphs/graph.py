@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from functools import lru_cache
 from typing import Literal
 
-from langchain_core.runnables import RunnableLambda
+from langchain_core.runnables import Runnable, RunnableLambda
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import get_runtime
@@ -31,6 +31,11 @@ from rapid_agent.config import RapidContext
 from rapid_agent.graphs.nodes import perceive, reason, score
 from rapid_agent.graphs.state import RapidInput, RapidState
 from rapid_agent.perception import DIRECT
+
+try:
+    from langgraph._internal._runnable import RunnableCallable
+except ImportError:  # a LangGraph that keeps it elsewhere
+    RunnableCallable = None
 
 
 def run_sync(coro: Awaitable) -> object:
@@ -53,8 +58,12 @@ def _sync(afunc: Callable[[RapidState], Awaitable[dict]]) -> Callable[[RapidStat
     return run
 
 
-def _node(afunc: Callable[[RapidState], Awaitable[dict]]) -> RunnableLambda:
-    return RunnableLambda(_sync(afunc), afunc=afunc, name=afunc.__name__)
+def _node(afunc: Callable[[RapidState], Awaitable[dict]]) -> Runnable:
+    """The node as LangGraph's own callable runnable, which reads the functions' signatures once, here; a
+    RunnableLambda (the fallback where LangGraph moved it) reads them on every call, several times a sample."""
+    if RunnableCallable is None:
+        return RunnableLambda(_sync(afunc), afunc=afunc, name=afunc.__name__)
+    return RunnableCallable(_sync(afunc), afunc, name=afunc.__name__)
 
 
 def route_after_perceive(state: RapidState, context: RapidContext | None) -> Literal["reason", "score", "__end__"]:
