@@ -15,8 +15,9 @@ Raw runs bracket every library run and each ratio is to the mean of its two neig
 shared machine hits both sides alike. Then (unless `--no-profile`) solve_batch runs again (N samples, concurrency
 256) in a child process under py-spy (`--gil`: only the thread holding the GIL is sampled, so samples are CPU spent
 in Python, in every thread, the engine's batcher thread included), with tracing off and on, and prints the CPU per
-sample by phase: validation (inputs, prompts), graph (LangGraph/LangChain and the nodes' own code), batching (micro-batcher),
-engine (the OpenAI client, httpx, the engine's retries and parsing), answer check, asyncio (the event loops), other.
+sample by phase: validation (inputs, prompts), graph (LangGraph/LangChain and the nodes' own code), batching
+(micro-batcher), engine (the OpenAI client, httpx, the engine's retries and parsing), answer check, asyncio (the
+event loops), other.
 
     python benchmarks/overhead.py                       # N=1024 at 64 and 256, then the profile
     python benchmarks/overhead.py --samples 256 --concurrency 64 --no-profile
