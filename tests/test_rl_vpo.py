@@ -101,9 +101,10 @@ def test_vpo_reward_scores_correct_penalised_wrong_and_failed_samples_in_one_rea
 
 
 def test_vpo_reward_is_the_graphs_verdict_one_graph_run_per_sample(monkeypatch) -> None:
-    """The reward runs the compiled graph (reason -> score) on each sampled perception, and agrees with the verdict
-    `solve_batch` gives evaluation and serving for the same perception."""
-    graph = api.get_graph()
+    """The reward runs the graph (reason -> score: its nodes driven directly, or the compiled graph when a callback
+    handler needs it) on each sampled perception, and agrees with the verdict `solve_batch` gives evaluation and
+    serving for the same perception."""
+    graph, direct = api.get_graph(), api.arun
     runs: list[dict] = []
 
     class CountingGraph:
@@ -111,10 +112,15 @@ def test_vpo_reward_is_the_graphs_verdict_one_graph_run_per_sample(monkeypatch) 
             runs.append(sample)
             return await graph.ainvoke(sample, context=context)
 
+    async def counting_direct(sample, context):
+        runs.append(sample)
+        return await direct(sample, context)
+
     outputs = {"a": "So \\boxed{3}.", "b": "\\boxed{\\frac{6}{2}}", "c": "\\boxed{4}", "d": "\\boxed{B}"}
     reasoner = reasoner_reading(lambda cap: outputs[cap])
     reward = vpo_reward(reasoner, mode="cap", gen=GEN)
     monkeypatch.setattr(api, "get_graph", lambda: CountingGraph())
+    monkeypatch.setattr(api, "arun", counting_direct)
     rewards, _ = call(reward, list(outputs))
     assert [r["captioner_output"] for r in runs] == list(outputs)
     monkeypatch.undo()
