@@ -10,7 +10,12 @@ stream as it is generated. An answer check that could not run at all (`correct=N
 
 Nothing that blocks runs on the event loop (`langgraph dev` serves every run from one loop and fails a run that
 blocks it): loading an engine (imports, weights), reading, decoding and resizing images, and extracting answers go
-to worker threads, answer checks that need math-verify to worker processes.
+to worker threads, answer checks that need math-verify to worker processes. What costs microseconds stays on the
+loop, where a thread hop would cost more than the work: validating a sample without images, finding an engine
+loaded already, planning the check of a short output.
+
+Each node reads its context from the LangGraph run, or takes it as an argument: `batch.py` drives the same nodes
+without a LangGraph run.
 """
 
 from __future__ import annotations
