@@ -200,3 +200,14 @@ def test_a_row_of_several_seeds_is_their_mean_with_its_spread(tmp_path: Path) ->
     difference = paired_cell(cell, single)
     assert difference.estimate == pytest.approx(0.25) and difference.interval.method == "bootstrap"
     assert "| Captioner | Reasoner | Mode | accuracy |" in metrics_markdown(summary, "mathvista")
+
+
+@pytest.mark.parametrize("n", [4, 48, 1024])
+def test_a_row_all_right_or_all_wrong_charts_with_its_interval_at_the_bound(tmp_path: Path, n: int) -> None:
+    """Wilson's formula left 100% a rounding error above its upper bound, and the chart refused a negative error bar."""
+    from rapid_agent.eval.stats import wilson
+    from rapid_agent.eval.tables import write_chart
+
+    assert (wilson(n, n).high, wilson(0, n).low) == (1.0, 0.0)
+    runs = [rec("mathvista", str(i), True) for i in range(n)] + [rec("mmmu", str(i), False) for i in range(n)]
+    assert write_chart(summarize(runs), tmp_path / "chart.png").stat().st_size > 0

@@ -66,7 +66,10 @@ def wilson(correct: int, n: int, level: float = LEVEL) -> Interval:
     denominator = 1 + z * z / n
     center = (p + z * z / (2 * n)) / denominator
     half = z / denominator * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return Interval(max(0.0, center - half), min(1.0, center + half), "wilson")
+    # at 0 and n the bounds are exactly 0 and 1 (the formula leaves a rounding error that put 1.0 outside)
+    low = 0.0 if correct == 0 else max(0.0, center - half)
+    high = 1.0 if correct == n else min(1.0, center + half)
+    return Interval(low, high, "wilson")
 
 
 def paired_accuracy(gains: int, losses: int, n: int, level: float = LEVEL) -> Interval:

@@ -215,8 +215,13 @@ def write_chart(summary: Summary, path: str | Path, *, title: str = "Accuracy pe
         xs = [g + (i - (len(summary.rows) - 1) / 2) * width for g in range(len(groups))]
         heights = [0 if math.isnan(v) else v for v in values]
         # an error bar spans the interval; none where there is no score or no interval
-        below = [0 if math.isnan(v) or math.isnan(c.low) else v - 100 * c.low for v, c in zip(values, intervals)]
-        above = [0 if math.isnan(v) or math.isnan(c.high) else 100 * c.high - v for v, c in zip(values, intervals)]
+        # (clamped at 0: at 100% Wilson's upper bound can come out a rounding error below the score)
+        below = [
+            0 if math.isnan(v) or math.isnan(c.low) else max(0.0, v - 100 * c.low) for v, c in zip(values, intervals)
+        ]
+        above = [
+            0 if math.isnan(v) or math.isnan(c.high) else max(0.0, 100 * c.high - v) for v, c in zip(values, intervals)
+        ]
         bars = ax.bar(xs, heights, width, label=row.name, yerr=[below, above], capsize=2, error_kw={"elinewidth": 0.8})
         errored = [c.errored if c else 0 for c in cells] + [row.errored]
         for bar, x, height, top, count in zip(bars, xs, heights, above, errored, strict=True):
