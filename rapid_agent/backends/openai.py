@@ -52,6 +52,15 @@ from rapid_agent.backends.openai_wire import ChatReply, MalformedResponse, Strea
 _RETRY_STATUSES = frozenset({408, 429})
 
 
+async def _bounded(awaitable: Any, timeout_s: float) -> Any:
+    """`await awaitable` within `timeout_s`, else `TimeoutError`. `asyncio.timeout` where there is one (3.11+):
+    before 3.12 `wait_for` wraps the awaitable in a task of its own, a task a request on the hot path."""
+    if hasattr(asyncio, "timeout"):
+        async with asyncio.timeout(timeout_s):
+            return await awaitable
+    return await asyncio.wait_for(awaitable, timeout_s)
+
+
 class _Retryable(Exception):
     """One failed attempt that may succeed if tried again; `retry_after_s` is the server's own hint, if any."""
 
@@ -306,8 +315,8 @@ class OpenAIEngine(Engine):
         """One request to the server the pool picks, bounded in wall-clock time; returns the response body as text."""
         server = self._servers.acquire()
         try:
-            # wait_for bounds the whole attempt; the client's own timeout is per read.
-            raw = await asyncio.wait_for(
+            # the bound covers the whole attempt; the client's own timeout is per read
+            raw = await _bounded(
                 state.clients[server].chat.completions.with_raw_response.create(**params), self.options.timeout_s
             )
         except Exception as exc:
