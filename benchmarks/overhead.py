@@ -34,6 +34,16 @@ ratios of single rounds wander by +-0.1 with it), N=1024, 0.2 s server, raw send
   The graph's own cost with an instant FunctionEngine (1,024 samples, mode none, solve_batch): 0.04-0.05 ms
   CPU/sample, against 3.1-3.3 ms through a LangGraph run per sample (2.3-2.6 ms with the nodes as RunnableCallable)
   and ~1.9-2 ms before this work on a quieter machine.
+
+Measured again 2026-12-04 on the same 2 cores idle (load under 1; with the attempt bound by asyncio.timeout):
+  ratio to raw          concurrency 64            concurrency 256
+  solve_batch           0.97 (0.98, 0.95)         0.91 (0.92, 0.89); 0.90 (0.84, 0.96)
+  eval runner           0.87 (0.86, 0.87)         0.83 (0.76, 0.90); 0.89 (0.96, 0.83)
+  serve (subprocess)    0.59 (0.56, 0.62)         0.53 (0.53, 0.53); 0.56 (0.56, 0.56)   its process: 3.2-3.5 ms
+  CPU/sample at 256: raw 2.2-2.5 ms, solve_batch 2.55-2.8 ms; by phase engine 1.79, native 0.43, asyncio 0.23,
+  validation 0.05, graph and answer check <0.01 ms; tracing on 6.87 ms (graph 2.12).
+  serve cannot reach 0.8 here: its process makes the same outgoing call as raw (~2.3 ms of CPU) plus the incoming
+  HTTP request, on the cores the client and the loopback server share.
 """
 
 from __future__ import annotations
