@@ -170,3 +170,32 @@ def test_async_callers_on_several_loops_get_their_own_results_and_a_cancelled_ca
         t.join(10)
     assert results == {k: [f"L{k}R{i}" for i in range(20)] for k in range(3)}
     assert sum(len(call) for call in engine.calls) == 66 and engine.num_calls <= 3  # a few bursts, not 66 calls
+
+
+def test_a_request_does_not_wait_on_another_loops_wake_up_that_never_comes():
+    """A caller's loop that stops and closes right after submitting never runs the wake-up it scheduled; a request
+    from another loop must not wait for it."""
+    batcher = MicroBatcher(FunctionEngine(echo))
+
+    def submit_and_vanish() -> None:
+        loop = asyncio.new_event_loop()
+
+        async def step() -> None:
+            loop.stop()  # this pass is the loop's last
+            submitting = batcher.asubmit(ChatRequest("lost"), GEN)
+            submitting.send(None)  # runs asubmit up to its await: the request is queued, the wake-up scheduled
+            submitting.close()
+
+        loop.create_task(step())
+        loop.run_forever()
+        loop.close()
+
+    thread = threading.Thread(target=submit_and_vanish)
+    thread.start()
+    thread.join()
+
+    async def other_loop() -> str:
+        return (await asyncio.wait_for(batcher.asubmit(ChatRequest("kept"), GEN), 5)).text
+
+    assert asyncio.run(other_loop()) == echo(ChatRequest("kept"))
+    batcher.close()

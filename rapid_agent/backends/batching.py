@@ -110,6 +110,8 @@ class MicroBatcher:
         # requests on their way to this batcher's loop, and results on their way back to each caller's loop
         self._inbox: list[_Ticket] = []
         self._inbox_lock = threading.Lock()
+        #: the callers' loops that have a wake-up of this batcher's loop scheduled for the end of their pass
+        self._waking: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
         self._outboxes: dict[asyncio.AbstractEventLoop, list[tuple[_Ticket, object]]] = {}
         self._outbox_lock = threading.Lock()
 
@@ -121,6 +123,7 @@ class MicroBatcher:
             _stop_loop(loop)
         with self._inbox_lock:
             tickets, self._inbox = self._inbox, []
+            self._waking.clear()  # their wake-ups went to the stopped loop
         for ticket in tickets:  # never reached the loop
             _call_soon(ticket.caller, ticket.future.cancel)
 
@@ -143,7 +146,11 @@ class MicroBatcher:
         loop = self._ensure_loop()
         with self._inbox_lock:
             self._inbox.append(ticket)
-            first = len(self._inbox) == 1  # else a wake-up is on its way already
+            # a wake-up per caller's loop until the batcher takes the inbox: another loop's pending wake-up is not
+            # relied on, since that loop may stop before its pass ends and never send it
+            first = caller not in self._waking
+            if first:
+                self._waking.add(caller)
         if first:  # once this loop's pass is over, so that every request it makes goes with this wake-up
             caller.call_soon(_call_soon, loop, self._take_inbox)
         try:
@@ -197,6 +204,7 @@ class MicroBatcher:
     def _take_inbox(self) -> None:
         with self._inbox_lock:
             tickets, self._inbox = self._inbox, []
+            self._waking.clear()  # what they would wake for is taken
         loop = asyncio.get_running_loop()
         for ticket in tickets:
             if not ticket.future.cancelled():
