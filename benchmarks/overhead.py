@@ -42,6 +42,8 @@ Measured again 2026-12-04 on the same 2 cores idle (load under 1; with the attem
   serve (subprocess)    0.59 (0.56, 0.62)         0.53 (0.53, 0.53); 0.56 (0.56, 0.56)   its process: 3.2-3.5 ms
   CPU/sample at 256: raw 2.2-2.5 ms, solve_batch 2.55-2.8 ms; by phase engine 1.79, native 0.43, asyncio 0.23,
   validation 0.05, graph and answer check <0.01 ms; tracing on 6.87 ms (graph 2.12).
+  Three more runs at 256 the same hour (after a batching fix that leaves one caller loop's path as it was, and
+  before it): solve_batch 0.88, 0.87, 0.87; eval 0.79, 0.76, 0.81; serve 0.51, 0.55, 0.56.
   serve cannot reach 0.8 here: its process makes the same outgoing call as raw (~2.3 ms of CPU) plus the incoming
   HTTP request, on the cores the client and the loopback server share.
 """
