@@ -21,6 +21,7 @@ from rapid_agent.rl.metrics import METRICS_CSV, read_rows
 from rapid_agent.rl.models import ensure_tiny_captioner
 from rapid_agent.rl.train import build_trainer
 from tests.dynamic_ddp_probe import SplitReasoner, tagged_world
+from tests.tiny_rl import tiny_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("vpo/zero_variance_groups", "vpo/generation_rounds", "vpo/reasoner_calls")
@@ -33,26 +34,11 @@ def captioner_dir(tmp_path_factory) -> Path:
 
 
 def config(tmp_path: Path, captioner_dir: Path, **overrides) -> VPOConfig:
-    settings = dict(
-        output_dir=str(tmp_path),
-        model_name_or_path=str(captioner_dir),
+    settings = tiny_settings(
+        tmp_path,
+        captioner_dir,
         mode="qcap",
-        reasoner="hf:unused-stand-in",
-        judge="off",
-        per_device_train_batch_size=8,  # 2 groups of 4
-        num_generations=4,
         max_completion_length=8,
-        learning_rate=1e-2,
-        lr_scheduler_type="constant",
-        beta=0.0,
-        max_steps=2,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        activation_checkpointing=False,
-        disable_tqdm=True,
-        seed=0,
         dynamic_sampling=True,
         dynamic_sampling_max_rounds=3,
     )

@@ -20,6 +20,7 @@ from rapid_agent.rl.models import ensure_tiny_captioner
 from rapid_agent.rl.train import build_trainer
 from rapid_agent.world import build_world
 from tests.eval_fixtures import mathvista
+from tests.tiny_rl import tiny_settings
 
 GOLD = "7"
 ACCURACY = "eval/mathvista/accuracy"
@@ -52,26 +53,11 @@ def digit_reasoner() -> FunctionEngine:
 
 
 def config(out: Path, captioner_dir: Path, fixture: Path, **overrides) -> VPOConfig:
-    settings = dict(
-        output_dir=str(out),
-        model_name_or_path=str(captioner_dir),
+    settings = tiny_settings(
+        out,
+        captioner_dir,
         mode="cap",
-        reasoner="hf:unused-stand-in",
-        judge="off",
-        per_device_train_batch_size=8,
-        num_generations=4,
         max_completion_length=12,
-        learning_rate=1e-2,
-        lr_scheduler_type="constant",
-        beta=0.0,
-        max_steps=2,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        activation_checkpointing=False,
-        disable_tqdm=True,
-        seed=0,
         eval_benchmarks=[f"mathvista={fixture}"],
         eval_every_steps=1,
         eval_limit=3,

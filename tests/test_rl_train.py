@@ -17,6 +17,7 @@ from rapid_agent.rl.metrics import METRICS_CSV, read_rows
 from rapid_agent.rl.models import ensure_tiny_captioner
 from rapid_agent.rl.train import build_trainer, check_trl, load_reasoners, resolve_resume
 from rapid_agent.world import build_world
+from tests.tiny_rl import tiny_settings
 
 _CAPTION = re.compile(r"Description:\n(.*?)\n\nQuestion:", re.DOTALL)
 GOLD = "7"
@@ -46,27 +47,7 @@ def digit_reasoner(spec: str = "function") -> FunctionEngine:
 
 
 def config(tmp_path: Path, captioner_dir: Path, cls=VPOConfig, **overrides):
-    settings = dict(
-        output_dir=str(tmp_path),
-        model_name_or_path=str(captioner_dir),
-        mode="cap",
-        reasoner="hf:unused-stand-in",
-        judge="off",
-        per_device_train_batch_size=8,
-        num_generations=4,
-        max_completion_length=16,
-        learning_rate=1e-2,
-        lr_scheduler_type="constant",
-        beta=0.0,
-        max_steps=2,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        activation_checkpointing=False,
-        disable_tqdm=True,
-        seed=0,
-    )
+    settings = tiny_settings(tmp_path, captioner_dir, mode="cap", max_completion_length=16)
     if cls is SolutionConfig:
         for key in ("reasoner", "judge"):
             settings.pop(key)
