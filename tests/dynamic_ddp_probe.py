@@ -51,30 +51,22 @@ class SplitReasoner(FunctionEngine):
 
 
 def main(captioner_dir: str, out: str) -> None:
+    from tiny_rl import tiny_settings  # run as a script: this folder is on sys.path
+
     from rapid_agent.rl.config import VPOConfig
     from rapid_agent.rl.train import build_trainer
 
     config = VPOConfig(
-        output_dir=out,
-        model_name_or_path=captioner_dir,
-        mode="qcap",
-        reasoner="hf:unused-stand-in",
-        judge="off",
-        per_device_train_batch_size=8,
-        num_generations=4,
-        max_completion_length=8,
-        learning_rate=1e-2,
-        beta=0.0,
-        max_steps=3,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        activation_checkpointing=False,
-        disable_tqdm=True,
-        seed=0,
-        dynamic_sampling=True,
-        dynamic_sampling_max_rounds=3,
+        **tiny_settings(
+            out,
+            captioner_dir,
+            mode="qcap",
+            max_completion_length=8,
+            lr_scheduler_type="linear",
+            max_steps=3,
+            dynamic_sampling=True,
+            dynamic_sampling_max_rounds=3,
+        )
     )
     trainer = build_trainer(config, reasoner=SplitReasoner(), train_dataset=tagged_world(16, easy=8))
     steps = []
