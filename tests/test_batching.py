@@ -199,3 +199,50 @@ def test_a_request_does_not_wait_on_another_loops_wake_up_that_never_comes():
 
     assert asyncio.run(other_loop()) == echo(ChatRequest("kept"))
     batcher.close()
+
+
+def test_an_engine_that_gains_nothing_from_waiting_sets_no_window_yet_keeps_one_call_per_burst():
+    """`batch_window_s = 0` (a server that batches itself): a request goes at the end of the batcher's pass instead
+    of after a debounce window, and what arrived together still makes one call."""
+
+    async def asks(batcher: MicroBatcher, n: int) -> list[str]:
+        return [c.text for c in await asyncio.gather(*(batcher.asubmit(ChatRequest(f"w{i}"), GEN) for i in range(n)))]
+
+    engine = FunctionEngine(echo)
+    engine.batch_window_s = 0.0
+    batcher = MicroBatcher(engine, max_wait_s=30.0)  # the window comes from the engine
+    assert batcher.window_s == 0.0
+    assert asyncio.run(asyncio.wait_for(asks(batcher, 16), 10)) == [f"W{i}" for i in range(16)]
+    assert batcher.batch_sizes == [16]
+
+    async def alone() -> str:  # one request and no other coming: no window to wait out
+        return (await asyncio.wait_for(batcher.asubmit(ChatRequest("single"), GEN), 10)).text
+
+    assert asyncio.run(alone()) == "SINGLE" and batcher.batch_sizes == [16, 1]
+    waiting = MicroBatcher(FunctionEngine(echo), window_s=30.0, max_wait_s=30.0)
+    with pytest.raises(asyncio.TimeoutError):  # the same request under a window waits for company
+        asyncio.run(asyncio.wait_for(waiting.asubmit(ChatRequest("single"), GEN), 1.0))
+    with pytest.raises(ValueError, match="window_s and max_wait_s must be >= 0"):
+        MicroBatcher(engine, window_s=-1)
+
+
+def test_a_request_from_outside_a_cohort_keeps_its_window_when_a_cohorts_request_joins_its_group():
+    """A cohort's request waits for its cohort (up to COHORT_WAIT_S); a plain request queued in the same group must
+    not wait that long with it."""
+    from rapid_agent.backends.batching import Cohort, current_cohort
+
+    batcher = MicroBatcher(FunctionEngine(echo), window_s=0.1, max_wait_s=0.2)
+
+    async def main() -> str:
+        plain = asyncio.ensure_future(batcher.asubmit(ChatRequest("plain"), GEN))
+        await asyncio.sleep(0.05)  # the plain request is queued; then a cohort of two whose other run never asks
+        token = current_cohort.set(Cohort(2))
+        try:
+            member = asyncio.ensure_future(batcher.asubmit(ChatRequest("member"), GEN))
+        finally:
+            current_cohort.reset(token)
+        text = (await asyncio.wait_for(plain, 2.0)).text  # COHORT_WAIT_S is 5 s
+        await member
+        return text
+
+    assert asyncio.run(main()) == "PLAIN"

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 
+import openai
 import pytest
 from PIL import Image
 
@@ -34,14 +35,18 @@ from tests.http_server import (
 GEN = GenerationConfig(temperature=0.3, top_p=0.9, max_new_tokens=77, seed=5)
 
 
-@pytest.fixture
-def server():
+@pytest.fixture(params=["auto", "httpx"])
+def server(request):
+    """The fake server; every engine `make_engine` builds for it uses the parameter's HTTP transport ('auto': the
+    SDK's aiohttp transport in a blocking `generate` call, httpx on a loop of the test's own)."""
     with FakeChatServer() as s:
+        s.transport = request.param
         yield s
 
 
 def make_engine(server: FakeChatServer, **kwargs) -> OpenAIEngine:
     kwargs = {"role": "reasoner", "backoff_s": 0.01, "timeout_s": 5.0, "max_retries": 4, **kwargs}
+    kwargs.setdefault("http_transport", getattr(server, "transport", "auto"))
     return OpenAIEngine("test-model", base_url=server.base_url, **kwargs)
 
 
@@ -162,13 +167,17 @@ def test_400_is_not_retried_and_carries_the_server_message(server):
     assert server.attempts("long") == 1
 
 
-def test_connection_refused_becomes_engine_error():
+@pytest.mark.parametrize("transport", ["aiohttp", "httpx"])
+def test_connection_refused_becomes_engine_error(transport):
     with socket.socket() as sock:  # a port nothing listens on once the socket closes
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    engine = OpenAIEngine("m", base_url=f"http://127.0.0.1:{port}/v1", role="reasoner", max_retries=1, backoff_s=0.01)
+    url = f"http://127.0.0.1:{port}/v1"
+    engine = OpenAIEngine("m", base_url=url, role="reasoner", max_retries=1, backoff_s=0.01, http_transport=transport)
     [out] = engine.generate([ChatRequest("anyone?")], GEN)
-    assert isinstance(out, EngineError) and "connection error" in str(out) and "2 attempt" in str(out)
+    # the aiohttp transport reports a refused connection as httpx's ConnectTimeout: it is not called a timeout here
+    assert isinstance(out, EngineError) and "connection error" in str(out) and "2 attempt" in str(out), str(out)
+    assert "timed out" not in str(out) and "ConnectTimeout" not in str(out)
 
 
 def test_malformed_success_body_is_an_engine_error(server):
@@ -701,3 +710,48 @@ def test_concurrent_streams_share_the_bound(server):
 
     in_flight, results = asyncio.run(main())
     assert in_flight == 2 and [final.text for _, final in results] == ["xy"] * 4
+
+
+def test_streams_over_aiohttp_and_the_pool_closes_on_its_loop(server):
+    """The aiohttp transport on a loop of the caller's own: pieces as with httpx, a stream cut short is a connection
+    error, and `aclose` on the loop closes its pool (nothing left for the garbage collector to complain about)."""
+    engine = make_engine(server, http_transport="aiohttp", max_concurrency=1)
+
+    async def main():
+        server.handler = lambda seen: Reply(events=stream_events(["The answer", " is ", "\\boxed{4}"]))
+        pieces, final = await collect(engine, ChatRequest("2+2?"))
+        server.handler = lambda seen: Reply(events=stream_events(["one", " two", " three"]), cut_after=3)
+        with pytest.raises(EngineError, match="stream broke after 7 characters: connection error"):
+            await collect(engine, ChatRequest("q"))
+        clients = engine._state().clients
+        await engine.aclose()
+        return pieces, final, clients
+
+    pieces, final, clients = asyncio.run(main())
+    assert pieces == ["The answer", " is ", "\\boxed{4}"] and final.text == "".join(pieces)
+    assert all(isinstance(c._client, openai.DefaultAioHttpClient) and c.is_closed() for c in clients)
+
+
+def test_the_micro_batchers_loop_uses_aiohttp_and_closes_its_pool_when_it_stops(server, caplog):
+    from rapid_agent.backends.batching import MicroBatcher
+
+    engine = make_engine(server, http_transport="auto")
+    batcher = MicroBatcher(engine)
+
+    async def ask():
+        return await batcher.asubmit(ChatRequest("via the batcher"), GEN)
+
+    assert asyncio.run(ask()).text == "echo: via the batcher"
+    [(loop, state)] = list(engine._states.items())
+    assert loop is batcher._loop and isinstance(state.clients[0]._client, openai.DefaultAioHttpClient)
+    assert not state.clients[0].is_closed()
+    thread = next(t for t in threading.enumerate() if t.name == f"batcher:{engine.spec}")
+    batcher.close()
+    thread.join(5)
+    assert state.clients[0].is_closed() and loop.is_closed()
+    assert "Unclosed client session" not in caplog.text
+
+
+def test_an_unknown_http_transport_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match=r"http_transport must be one of \('auto', 'aiohttp', 'httpx'\), got 'curl'"):
+        OpenAIEngine("m", base_url="http://127.0.0.1:1/v1", role="reasoner", http_transport="curl")

@@ -195,6 +195,10 @@ class Engine(ABC):
     max_batch_size: int = 64
     #: how many engine calls may run at once (1 for a local model, more for a server)
     max_concurrent_calls: int = 1
+    #: how long the micro-batcher waits for more requests before calling the engine (None: its debounce default,
+    #: see `batching`); 0 for an engine that gains nothing from larger calls (a server that batches itself): the
+    #: requests that arrive together still go as one call, none waits for others
+    batch_window_s: float | None = None
     #: whether `astream` yields text as it is generated (False: it yields the whole text once, at the end)
     streams: bool = False
 

@@ -6,7 +6,9 @@ by generation settings and makes one engine call per group. While an engine is b
 accumulating, so a slow local model sees few large calls rather than many small ones. The batcher runs its own event
 loop in a daemon thread so that sync callers (any thread) and async callers (any loop) share the same batches.
 
-A debounce window guesses when a batch is complete; a caller that knows (`solve_batch` starts N runs at once)
+An engine whose one call per request costs what a batched call does (a server that batches itself, `openai:`)
+sets `batch_window_s = 0`: what arrives in one pass of the batcher's loop still goes as one call, but nothing waits
+for more. A debounce window guesses when a batch is complete; a caller that knows (`solve_batch` starts N runs at once)
 says so with a `Cohort`: while one is current (a context variable), its runs' requests go out as soon as every run
 of the cohort that is still going waits on this engine, so a batch of N reaches each engine as one call, however
 unevenly the runs arrive. The window stays as the fallback that keeps a cohort from waiting forever.
@@ -19,7 +21,7 @@ import collections
 import contextvars
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from rapid_agent.backends.base import ChatRequest, Completion, Engine, EngineError, GenerationConfig
 
@@ -91,19 +93,24 @@ class MicroBatcher:
     it or to its engine (`get_batcher` keeps it on the engine)."""
 
     def __init__(
-        self, engine: Engine, *, window_s: float = DEFAULT_WINDOW_S, max_wait_s: float = DEFAULT_MAX_WAIT_S
+        self, engine: Engine, *, window_s: float | None = None, max_wait_s: float = DEFAULT_MAX_WAIT_S
     ) -> None:
         self.engine = engine
         self._spec = getattr(engine, "spec", type(engine).__name__)
-        self.window_s = window_s
+        if window_s is None:
+            window_s = getattr(engine, "batch_window_s", None)
+        self.window_s = DEFAULT_WINDOW_S if window_s is None else window_s
         self.max_wait_s = max_wait_s
+        if self.window_s < 0 or self.max_wait_s < 0:
+            raise ValueError(f"window_s and max_wait_s must be >= 0, got {self.window_s!r} and {self.max_wait_s!r}")
         self.num_calls = 0
         #: the most recent batch sizes, in order (at most MAX_STATS), and how many calls had each size, ever
         self.batch_sizes: list[int] = []
         self.size_counts: collections.Counter[int] = collections.Counter()
         self._pending: dict[GenerationConfig, list[tuple[ChatRequest, asyncio.Future, Cohort | None, Origin]]] = {}
-        self._timers: dict[GenerationConfig, asyncio.TimerHandle] = {}
+        self._timers: dict[GenerationConfig, asyncio.Handle] = {}
         self._opened: dict[GenerationConfig, float] = {}  # when the oldest waiting request of a group arrived
+        self._loose: set[GenerationConfig] = set()  # the groups with a request from outside any cohort waiting
         self._in_flight = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._start_lock = threading.Lock()
@@ -195,6 +202,8 @@ class MicroBatcher:
                 # in an empty context: the loop's own handles keep the context they were made in, and the caller's
                 # (a graph node's: its config, the RapidContext, this engine) would keep the engine alive forever
                 loop = contextvars.Context().run(asyncio.new_event_loop)
+                with _closers_lock:
+                    _batcher_loops.add(loop)
                 thread = threading.Thread(target=_run_loop, args=(loop,), name=f"batcher:{self._spec}", daemon=True)
                 thread.start()
                 self._loop = loop
@@ -258,16 +267,23 @@ class MicroBatcher:
         future: asyncio.Future = loop.create_future()
         queue = self._pending.setdefault(gen, [])
         queue.append((request, future, cohort, origin))
+        if cohort is None:
+            self._loose.add(gen)
         if len(queue) >= self.engine.max_batch_size:
             self._dispatch(gen)
+        elif gen in self._loose and self.window_s == 0:
+            # nothing waits for more: what arrived in this pass of the loop goes out at its end, as one call
+            if type(self._timers.get(gen)) is not asyncio.Handle:
+                self._cancel_timer(gen)
+                self._timers[gen] = loop.call_soon(self._dispatch, gen)
         else:
             # debounce: each arrival extends the window, up to max_wait_s after the first one; a cohort dispatches
-            # itself once settled (below), so for it the window only bounds a stall
-            window, most = (COHORT_WAIT_S, COHORT_WAIT_S) if cohort is not None else (self.window_s, self.max_wait_s)
+            # itself once settled (below), so for it the window only bounds a stall (unless a request from outside
+            # any cohort waits in the same group: that one keeps its window)
+            patient = gen not in self._loose
+            window, most = (COHORT_WAIT_S, COHORT_WAIT_S) if patient else (self.window_s, self.max_wait_s)
             opened = self._opened.setdefault(gen, loop.time())
-            timer = self._timers.pop(gen, None)
-            if timer is not None:
-                timer.cancel()
+            self._cancel_timer(gen)
             deadline = min(loop.time() + window, opened + most)
             self._timers[gen] = loop.call_at(deadline, self._dispatch, gen)
         if cohort is None:
@@ -284,11 +300,15 @@ class MicroBatcher:
         for gen in [g for g, queue in self._pending.items() if any(item[2] is cohort for item in queue)]:
             self._dispatch(gen)
 
-    def _dispatch(self, gen: GenerationConfig) -> None:
+    def _cancel_timer(self, gen: GenerationConfig) -> None:
         timer = self._timers.pop(gen, None)
         if timer is not None:
             timer.cancel()
+
+    def _dispatch(self, gen: GenerationConfig) -> None:
+        self._cancel_timer(gen)
         self._opened.pop(gen, None)
+        self._loose.discard(gen)
         queue = self._pending.get(gen)
         engine = self.engine
         while queue and self._in_flight < engine.max_concurrent_calls:
@@ -364,6 +384,28 @@ def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., object],
     return True
 
 
+#: the micro-batchers' own loops, and what to close on each before it closes (see `at_loop_end`)
+_batcher_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+_loop_closers: dict[asyncio.AbstractEventLoop, list[Callable[[], Awaitable[object]]]] = {}
+_closers_lock = threading.Lock()
+
+
+def is_batcher_loop(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether `loop` is a micro-batcher's own (one whose end this module controls)."""
+    return loop in _batcher_loops
+
+
+def at_loop_end(loop: asyncio.AbstractEventLoop, close: Callable[[], Awaitable[object]]) -> bool:
+    """On a micro-batcher's own loop, have `close()` awaited there once the loop stops, before it closes (an
+    engine's connection pool for that loop), and return True. Any other loop is its owner's, who decides when it
+    ends: nothing is registered, and False says so."""
+    with _closers_lock:
+        if loop not in _batcher_loops or loop.is_closed():
+            return False
+        _loop_closers.setdefault(loop, []).append(close)
+    return True
+
+
 def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
     try:
         loop.run_forever()
@@ -373,6 +415,13 @@ def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
             task.cancel()
         if tasks:
             loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        with _closers_lock:
+            closers = _loop_closers.pop(loop, [])
+        for close in closers:
+            try:
+                loop.run_until_complete(close())
+            except Exception:  # noqa: S110 - a pool that fails to close must not keep the others open
+                pass
         loop.run_until_complete(loop.shutdown_default_executor())
         loop.close()
 

@@ -31,6 +31,7 @@ import time
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, fields
+from functools import partial
 from typing import Any
 
 import httpx
@@ -44,8 +45,9 @@ from tenacity import (
 )
 
 from rapid_agent.backends.base import ChatRequest, Completion, Engine, EngineError, GenerationConfig, Role, redact
+from rapid_agent.backends.batching import at_loop_end, is_batcher_loop
 from rapid_agent.backends.images import openai_messages
-from rapid_agent.backends.openai_options import OpenAIOptions
+from rapid_agent.backends.openai_options import OpenAIOptions, aiohttp_available
 from rapid_agent.backends.openai_servers import ServerPool
 from rapid_agent.backends.openai_wire import ChatReply, MalformedResponse, StreamReader, read_completion
 
@@ -116,9 +118,13 @@ class OpenAIEngine(Engine):
         # The server does the batching; many engine calls may overlap and the semaphore bounds the requests.
         self.max_batch_size = 1024
         self.max_concurrent_calls = 64
+        self.batch_window_s = 0.0  # a request waiting for others to batch with gains nothing here
         # A client's connections and an asyncio semaphore belong to one event loop, so both are kept per loop.
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
+        #: the loops of blocking `generate` calls, which close their pools themselves when done
+        self._blocking_loops: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+        self._aiohttp = self.options.http_transport != "httpx" and aiohttp_available()
 
     # -- public API -------------------------------------------------------------------------------------------
 
@@ -126,6 +132,7 @@ class OpenAIEngine(Engine):
         """Blocking batch call; safe to use from a thread that is already running an event loop."""
 
         async def once() -> list[Completion | Exception]:
+            self._blocking_loops.add(asyncio.get_running_loop())
             try:
                 return await self.agenerate(requests, gen)
             finally:
@@ -237,13 +244,19 @@ class OpenAIEngine(Engine):
                 # Loops that ended without `aclose` (an `asyncio.run` per call) are forgotten here, not kept alive.
                 for old in [old for old in self._states if old.is_closed()]:
                     del self._states[old]
-                state = self._states[loop] = _LoopState(
-                    [self._client(url) for url in self._servers.urls], asyncio.Semaphore(self.options.max_concurrency)
+                aiohttp = self._aiohttp and (
+                    self.options.http_transport == "aiohttp" or loop in self._blocking_loops or is_batcher_loop(loop)
                 )
+                clients = [self._client(url, aiohttp) for url in self._servers.urls]
+                if aiohttp:  # a micro-batcher's loop closes the pool when it stops (the others: aclose)
+                    at_loop_end(loop, partial(_close_all, clients))
+                state = self._states[loop] = _LoopState(clients, asyncio.Semaphore(self.options.max_concurrency))
             return state
 
-    def _client(self, base_url: str) -> openai.AsyncOpenAI:
+    def _client(self, base_url: str, aiohttp: bool) -> openai.AsyncOpenAI:
         return openai.AsyncOpenAI(
+            # the SDK's aiohttp transport when asked (see OpenAIOptions.http_transport), else its httpx default
+            http_client=openai.DefaultAioHttpClient() if aiohttp else None,
             # The client insists on a key; without one the Authorization header is dropped per request (_params).
             api_key=self._api_key or "no-key",
             base_url=base_url,
@@ -313,17 +326,18 @@ class OpenAIEngine(Engine):
 
     async def _attempt(self, state: _LoopState, params: dict[str, Any]) -> str:
         """One request to the server the pool picks, bounded in wall-clock time; returns the response body as text."""
+        body, options = _raw_request(params)
         server = self._servers.acquire()
         try:
             # the bound covers the whole attempt; the client's own timeout is per read
-            raw = await _bounded(
-                state.clients[server].chat.completions.with_raw_response.create(**params), self.options.timeout_s
+            return await _bounded(
+                state.clients[server].post("/chat/completions", cast_to=str, body=body, options=options),
+                self.options.timeout_s,
             )
         except Exception as exc:
             raise self._failure(exc, server) from (None if isinstance(exc, openai.APIStatusError) else exc)
         finally:
             self._servers.release(server)
-        return raw.http_response.text
 
     async def _open_stream(self, state: _LoopState, params: dict[str, Any]) -> tuple[Any, int, float]:
         """Open a stream (with retries); return it, the number of attempts and when the last one began. On success
@@ -354,7 +368,7 @@ class OpenAIEngine(Engine):
     def _failure(self, exc: Exception, server: int | None = None) -> Exception:
         """Sort a failed attempt into retryable (`_Retryable`) or final (`EngineError`). A server that could not be
         reached is taken out of the pool, and with another one live the retry goes at once."""
-        if isinstance(exc, (asyncio.TimeoutError, openai.APITimeoutError)):
+        if isinstance(exc, (asyncio.TimeoutError, openai.APITimeoutError)) and _timed_out(exc):
             return _Retryable(f"timed out after {self.options.timeout_s:g}s")
         if isinstance(exc, openai.APIConnectionError) and server is not None and len(self._servers.urls) > 1:
             words = _connection_words(exc)
@@ -408,6 +422,19 @@ class OpenAIEngine(Engine):
         )
 
 
+async def _close_all(clients: Sequence[openai.AsyncOpenAI]) -> None:
+    for client in clients:
+        await client.close()
+
+
+def _raw_request(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`create`'s keyword arguments as the JSON body and request options `post` takes: what `create` would send."""
+    body = {k: v for k, v in params.items() if k not in ("extra_body", "extra_headers")}
+    body.update(params.get("extra_body") or {})
+    options = {"headers": params["extra_headers"]} if "extra_headers" in params else {}
+    return body, options
+
+
 def _plain(chunk: object) -> object:
     """A stream chunk as plain JSON data: the client builds its models without validation, so a malformed chunk
     arrives as a model holding whatever the server sent, which the reader then checks."""
@@ -419,8 +446,27 @@ def _so_far(reader: StreamReader) -> str:
 
 
 def _connection_words(exc: Exception) -> str:
-    cause = exc.__cause__ or exc  # the client's own message is just "Connection error."
+    cause = _aiohttp_cause(exc) or exc.__cause__ or exc  # the client's own message is just "Connection error."
     return f"connection error: {type(cause).__name__}: {cause}"
+
+
+def _aiohttp_cause(exc: BaseException) -> BaseException | None:
+    """The aiohttp error under a failure the SDK's aiohttp transport passed on, if any: the transport maps every
+    connection error but one (refused, reset, server gone) to httpx's ConnectTimeout, so the cause tells."""
+    cause = exc.__cause__
+    for _ in range(8):
+        if cause is None:
+            return None
+        if type(cause).__module__.partition(".")[0] == "aiohttp":
+            return cause
+        cause = cause.__cause__
+    return None
+
+
+def _timed_out(exc: BaseException) -> bool:
+    """Whether a timeout error is one (not a connection error the aiohttp transport reported as a timeout)."""
+    cause = _aiohttp_cause(exc)
+    return cause is None or isinstance(cause, TimeoutError)
 
 
 def _api_error_words(exc: openai.APIError) -> str:

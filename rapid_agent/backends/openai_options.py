@@ -7,6 +7,7 @@ reasoning served to many samples at once: thousands of tokens per answer, a hund
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from typing import Any
 from rapid_agent.backends.base import redact
 
 IMAGE_FORMATS = ("PNG", "JPEG")
+HTTP_TRANSPORTS = ("auto", "aiohttp", "httpx")
 SAMPLING_FIELDS = ("extended", "openai")
 # Body keys the engine sets itself: an `extra_body` holding one would break the request or its reading.
 _RESERVED_BODY_KEYS = frozenset({"model", "messages", "stream", "stream_options"})
@@ -80,6 +82,17 @@ class OpenAIOptions:
     image_format: str = field(
         default="PNG", metadata={"help": "How images travel as data URLs: PNG (lossless) or JPEG (smaller)."}
     )
+    http_transport: str = field(
+        default="auto",
+        metadata={
+            "help": "The HTTP client under the openai SDK. 'aiohttp': the SDK's own aiohttp transport "
+            "(openai[aiohttp], DefaultAioHttpClient), a third to a quarter of httpx's CPU a request "
+            "(benchmarks/overhead.py); close each event loop's pool yourself (await engine.aclose() on it) before "
+            "the loop ends. 'httpx': the SDK's default. 'auto': aiohttp on the loops whose end the engine sees, "
+            "where it closes the pool itself (the micro-batcher's, which every graph run goes through, and a "
+            "blocking generate call's), httpx on any other loop, and everywhere when aiohttp is not installed."
+        },
+    )
     stream_usage: bool = field(
         default=True,
         metadata={
@@ -108,6 +121,12 @@ class OpenAIOptions:
         object.__setattr__(self, "image_format", self.image_format.upper())
         if self.sampling_fields not in SAMPLING_FIELDS:
             raise ValueError(f"sampling_fields must be one of {SAMPLING_FIELDS}, got {self.sampling_fields!r}")
+        if self.http_transport not in HTTP_TRANSPORTS:
+            raise ValueError(f"http_transport must be one of {HTTP_TRANSPORTS}, got {self.http_transport!r}")
+        if self.http_transport == "aiohttp" and not aiohttp_available():
+            raise ValueError(
+                "http_transport 'aiohttp' needs the openai SDK's aiohttp transport: pip install 'openai[aiohttp]'"
+            )
         if not isinstance(self.stream_usage, bool):
             raise ValueError(f"stream_usage must be true or false, got {self.stream_usage!r}")
 
@@ -119,6 +138,13 @@ class OpenAIOptions:
         if unknown:
             raise TypeError(f"unknown option(s) {unknown} for the openai engine; known options: {known}")
         return cls(**options)
+
+
+def aiohttp_available() -> bool:
+    """Whether the openai SDK here has its aiohttp transport (`DefaultAioHttpClient`) and aiohttp is installed."""
+    import openai
+
+    return hasattr(openai, "DefaultAioHttpClient") and importlib.util.find_spec("aiohttp") is not None
 
 
 def _number(name: str, value: object, *, minimum: float, strict: bool = False) -> None:
