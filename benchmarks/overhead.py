@@ -22,30 +22,26 @@ event loops), other.
     python benchmarks/overhead.py                       # N=1024 at 64 and 256, then the profile
     python benchmarks/overhead.py --samples 256 --concurrency 64 --no-profile
 
-Measured 2026-12-04 on 2 cores shared with two long background jobs (load average 4.2-4.7 during the runs; the
-ratios of single rounds wander by +-0.1 with it), N=1024, 0.2 s server, raw sending the graph's body:
-  ratio to raw          concurrency 64            concurrency 256
-  solve_batch           0.88 (rounds 0.87, 0.90)  0.84 (0.76, 0.93)   before: 0.64 / 0.39-0.45 (brief's figures)
-  eval runner           0.90 (0.81, 0.99)         0.85 (0.75, 0.96)
-  serve (subprocess)    0.45 (0.47, 0.43)         0.46 (0.45, 0.47)   its process: 2.8-3.5 ms CPU/request
-  CPU/sample at 256: raw 2.3-2.7 ms, solve_batch 2.7-2.9 ms; by phase (py-spy) graph 0.01, validation 0.01,
-  answer check 0.01, batching <0.01, engine 2.10, asyncio 0.39, native 0.38 ms; tracing on (the compiled graph
-  runs, for its spans): 7.7 ms, graph 3.2 of it.
-  The graph's own cost with an instant FunctionEngine (1,024 samples, mode none, solve_batch): 0.04-0.05 ms
-  CPU/sample, against 3.1-3.3 ms through a LangGraph run per sample (2.3-2.6 ms with the nodes as RunnableCallable)
-  and ~1.9-2 ms before this work on a quieter machine.
-
-Measured again 2026-12-04 on the same 2 cores idle (load under 1; with the attempt bound by asyncio.timeout):
-  ratio to raw          concurrency 64            concurrency 256
-  solve_batch           0.97 (0.98, 0.95)         0.91 (0.92, 0.89); 0.90 (0.84, 0.96)
-  eval runner           0.87 (0.86, 0.87)         0.83 (0.76, 0.90); 0.89 (0.96, 0.83)
-  serve (subprocess)    0.59 (0.56, 0.62)         0.53 (0.53, 0.53); 0.56 (0.56, 0.56)   its process: 3.2-3.5 ms
-  CPU/sample at 256: raw 2.2-2.5 ms, solve_batch 2.55-2.8 ms; by phase engine 1.79, native 0.43, asyncio 0.23,
-  validation 0.05, graph and answer check <0.01 ms; tracing on 6.87 ms (graph 2.12).
-  Three more runs at 256 the same hour (after a batching fix that leaves one caller loop's path as it was, and
-  before it): solve_batch 0.88, 0.87, 0.87; eval 0.79, 0.76, 0.81; serve 0.51, 0.55, 0.56.
-  serve cannot reach 0.8 here: its process makes the same outgoing call as raw (~2.3 ms of CPU) plus the incoming
-  HTTP request, on the cores the client and the loopback server share.
+Measured 2026-12-04 on 2 idle cores (load under 1.1), N=1024, 0.2 s server, three runs of three rounds at f1eb5bd+
+(the last two at 169c6c1 recorded in benchmarks/results/overhead/), the medians of each run's rounds:
+  ratio to raw                concurrency 64       concurrency 256
+  solve_batch                 0.97, 0.99, 0.99     1.60, 1.64, 1.45   (rounds 1.24-1.72)
+  eval runner                 0.92, 0.94, 0.93     1.47, 1.49, 1.46   (rounds 1.42-1.62)
+  serve (subprocess)          0.97, 0.93, 0.98     0.88, 0.94, 0.98   (rounds 0.84-1.07); its process 1.0-1.1 ms/request
+  ratio to raw over aiohttp   0.98-1.00 / 0.91-0.94 / 0.94-0.98     1.01, 1.03, 0.98 / 0.95, 0.94, 0.96 / 0.60, 0.61, 0.61
+  At 64 every path is near the bound the latency sets (64 / 0.2 s). At 256 raw is bound by its own CPU: 2.1-2.5 ms
+  a call through `chat.completions.create` over httpx, 1.0-1.3 ms over the SDK's aiohttp transport; the `openai:`
+  engine posts over aiohttp without the SDK's per-request typing pass (0.55-0.6 ms a call alone), so solve_batch
+  and the eval runner outrun the first baseline and match the second. serve's process does what solve_batch does
+  plus the incoming HTTP request, on the cores its client shares, hence its 0.6 of raw over aiohttp.
+  CPU/sample at 256 (py-spy): solve_batch 0.95-1.01 ms: engine 0.42-0.66, native 0.16-0.36, asyncio 0.07-0.17,
+  validation 0.02-0.04, graph 0.01-0.03, answer check and batching under 0.01; tracing on (the compiled graph runs,
+  for its spans) 4.4-4.9 ms, graph 1.5-1.75 of it.
+  Before this (same machine, the same day): solve_batch 0.87-0.91, eval 0.76-0.89, serve 0.51-0.56 at 256, serve's
+  process 3.2-3.5 ms a request: httpx and the SDK's typing pass (~2.1 ms), a 50-500 ms batching window on requests
+  from outside a cohort (serve's), and full garbage-collector passes over ~240k start-up objects (~0.5 ms a
+  request; the serve command now freezes them). The graph's own cost with an instant FunctionEngine (1,024
+  samples, mode none, solve_batch): 0.04-0.05 ms CPU/sample, against 2-3 ms when every sample was a LangGraph run.
 """
 
 from __future__ import annotations

@@ -1,7 +1,11 @@
 """An engine for any OpenAI-compatible chat-completions server (vLLM, SGLang, llama.cpp, OpenAI itself).
 
 The official `openai` client speaks the protocol: base URL, auth and extra headers, connect and read timeouts,
-`extra_body`, typed HTTP errors, server-sent events. This module adds what the client lacks:
+`extra_body`, typed HTTP errors, server-sent events. It sends over its own aiohttp transport (`openai[aiohttp]`) on
+the event loops whose end the engine sees, which every graph run's request goes through (the micro-batcher's), and
+posts the body as built here, without the client's per-request typing pass: together a quarter of the CPU a request
+of `chat.completions.create` over httpx (`OpenAIOptions.http_transport`; benchmarks/overhead.py). Nothing waits to be
+batched (`batch_window_s = 0`): the server batches. This module adds what the client lacks:
 
 - a wall-clock bound on each attempt (`timeout_s`): the client's timeouts are per read, so a server trickling
   bytes could keep one request alive far past its timeout;
