@@ -35,8 +35,9 @@ Measured 2026-12-04 on 2 idle cores (load under 1.1), N=1024, 0.2 s server, thre
   and the eval runner outrun the first baseline and match the second. serve's process does what solve_batch does
   plus the incoming HTTP request, on the cores its client shares, hence its 0.6 of raw over aiohttp.
   CPU/sample at 256 (py-spy): solve_batch 0.95-1.01 ms: engine 0.42-0.66, native 0.16-0.36, asyncio 0.07-0.17,
-  validation 0.02-0.04, graph 0.01-0.03, answer check and batching under 0.01; tracing on (the compiled graph runs,
-  for its spans) 4.4-4.9 ms, graph 1.5-1.75 of it.
+  validation 0.02-0.04, graph 0.01-0.03, answer check and batching under 0.01; tracing on 4.4-4.9 ms, graph 1.5-1.75
+  of it, while a traced run went through the compiled graph for its spans; solve_batch now drives tracing's handler
+  itself: 1.30-1.36 ms a sample against 4.4-4.9 through the graph, alternated in one process (0.05 s server).
   Before this (same machine, the same day): solve_batch 0.87-0.91, eval 0.76-0.89, serve 0.51-0.56 at 256, serve's
   process 3.2-3.5 ms a request: httpx and the SDK's typing pass (~2.1 ms), a 50-500 ms batching window on requests
   from outside a cohort (serve's), and full garbage-collector passes over ~240k start-up objects (~0.5 ms a

@@ -7,17 +7,23 @@ state's own reducers (`state.py`) and returns the final state `graph.ainvoke(sam
 exception a node raises comes out the same way. Batching is untouched: each node submits to its engine's
 micro-batcher as under LangGraph, so a `Cohort` of `arun`s reaches each engine as one call per role.
 
-What only a LangGraph run has is left out: checkpointers, callbacks (tracing's node spans, LangSmith), streaming to
-the custom stream, interrupts. `direct_run_possible` says whether a run needs none of them; `solve_batch` runs the
-compiled graph itself when one does. The one-sample graph stays what users embed and serve.
+What only a LangGraph run has is left out: checkpointers, callbacks in general (LangSmith's), streaming to the
+custom stream, interrupts. A callback handler that declares `direct_runs` (tracing's, whose spans come from chain
+start, end and error alone) is driven here with the events a LangGraph run would send it: the graph run, then each
+node under it, the node's span current while it runs (so the engine spans hang under it). `direct_handlers` says
+whether a run can go without LangGraph and which handlers it drives; `solve_batch` runs the compiled graph itself
+when it cannot. The one-sample graph stays what users embed and serve.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, get_type_hints
+from uuid import uuid4
 
 from langchain_core.callbacks.manager import AsyncCallbackManager
+from langchain_core.runnables.config import var_child_runnable_config
 from langgraph.channels import BinaryOperatorAggregate
 
 from rapid_agent.config import RapidContext
@@ -43,13 +49,29 @@ _STATE_KEYS = frozenset(STATE_KEYS)
 _REDUCERS = _reducers()
 
 
-def direct_run_possible(context: RapidContext) -> bool:
-    """Whether runs under `context` need nothing only LangGraph gives: no streaming, and no callback handler
-    configured for every run (tracing's, LangSmith's; one switched off, `enabled` false, does not count). Checked
-    once per batch, not per sample."""
+#: the compiled graph's name: its runs' name in callbacks (`graph.py` compiles it so)
+GRAPH_NAME = "rapid"
+_NODES = {"perceive": perceive, "reason": reason, "score": score}
+
+
+def direct_handlers(context: RapidContext) -> list | None:
+    """The callback handlers configured for every run (one switched off, `enabled` false, does not count) when runs
+    under `context` can go without LangGraph, [] when there are none; None when a run needs LangGraph: streaming, a
+    handler that does not declare `direct_runs` (LangSmith's), or a traced run inside another LangChain run (its
+    spans hang under that run's, which only LangGraph knows). Checked once per batch, not per sample."""
     if context.stream:
-        return False
-    return not any(getattr(h, "enabled", True) for h in AsyncCallbackManager.configure().handlers)
+        return None
+    handlers = [h for h in AsyncCallbackManager.configure().handlers if getattr(h, "enabled", True)]
+    if not handlers:
+        return []
+    if all(getattr(h, "direct_runs", False) for h in handlers) and var_child_runnable_config.get() is None:
+        return handlers
+    return None
+
+
+def direct_run_possible(context: RapidContext) -> bool:
+    """Whether runs under `context` can go without LangGraph (`direct_handlers`)."""
+    return direct_handlers(context) is not None
 
 
 def _apply(state: dict, update: Mapping[str, Any]) -> None:
@@ -61,10 +83,19 @@ def _apply(state: dict, update: Mapping[str, Any]) -> None:
             state[key] = value
 
 
-async def arun(sample: Mapping[str, Any], context: RapidContext) -> dict:
-    """One sample along perceive -> reason -> score as the compiled graph runs it (see the module)."""
+def _initial_state(sample: Mapping[str, Any]) -> dict[str, Any]:
+    """The state a run starts from: the sample's input keys, every reducer key empty."""
     state: dict[str, Any] = {key: sample[key] for key in INPUT_KEYS if key in sample}
     state.update({key: empty() for key, (_, empty) in _REDUCERS.items()})
+    return state
+
+
+async def arun(sample: Mapping[str, Any], context: RapidContext, handlers: Sequence[Any] = ()) -> dict:
+    """One sample along perceive -> reason -> score as the compiled graph runs it (see the module); `handlers`
+    (from `direct_handlers`) get the events of the graph run and its nodes."""
+    if handlers:
+        return await _arun_with(sample, context, handlers)
+    state = _initial_state(sample)
     _apply(state, await perceive(state, context))
     after = route_after_perceive(state, context)
     if after == "reason":
@@ -73,3 +104,54 @@ async def arun(sample: Mapping[str, Any], context: RapidContext) -> dict:
     if after == "score":
         _apply(state, await score(state, context))
     return {key: state[key] for key in STATE_KEYS if key in state}
+
+
+def _next_node(node: str, state: dict, context: RapidContext) -> str | None:
+    """The node after `node`, by the graph's own routes; None at the end."""
+    if node == "perceive":
+        after = route_after_perceive(state, context)
+    elif node == "reason":
+        after = after_reason(state)
+    else:
+        return None
+    return after if after in _NODES else None
+
+
+def _send(handlers: Sequence[Any], event: str, *args: Any, **kwargs: Any) -> None:
+    for handler in handlers:
+        getattr(handler, event)(*args, **kwargs)
+
+
+async def _arun_with(sample: Mapping[str, Any], context: RapidContext, handlers: Sequence[Any]) -> dict:
+    """`arun` sending `handlers` what a LangGraph run of the compiled graph sends a handler that keeps to chain
+    events: the graph run's start (the sample) and end (the final state) or error, and within it each node's, with
+    LangGraph's node metadata, while the node's run is current for what it calls."""
+    run_id = uuid4()
+    _send(handlers, "on_chain_start", {}, dict(sample), run_id=run_id, parent_run_id=None, name=GRAPH_NAME)
+    try:
+        state = _initial_state(sample)
+        node: str | None = "perceive"
+        step = 1
+        while node is not None:
+            node_id = uuid4()
+            metadata = {"langgraph_step": step, "langgraph_node": node}
+            tags = [f"graph:step:{step}"]
+            _send(handlers, "on_chain_start", {}, state, run_id=node_id, parent_run_id=run_id, tags=tags,
+                  metadata=metadata, name=node)  # fmt: skip
+            try:
+                with contextlib.ExitStack() as scope:
+                    for handler in handlers:
+                        scope.enter_context(handler.current(node_id))
+                    update = await _NODES[node](state, context)
+            except BaseException as exc:
+                _send(handlers, "on_chain_error", exc, run_id=node_id)
+                raise
+            _send(handlers, "on_chain_end", update, run_id=node_id)
+            _apply(state, update)
+            node, step = _next_node(node, state, context), step + 1
+        final = {key: state[key] for key in STATE_KEYS if key in state}
+    except BaseException as exc:
+        _send(handlers, "on_chain_error", exc, run_id=run_id)
+        raise
+    _send(handlers, "on_chain_end", final, run_id=run_id)
+    return final

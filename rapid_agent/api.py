@@ -26,7 +26,7 @@ from rapid_agent.backends.base import redact
 from rapid_agent.backends.batching import Cohort, current_cohort
 from rapid_agent.config import RapidContext
 from rapid_agent.graphs import get_graph
-from rapid_agent.graphs.batch import arun, direct_run_possible
+from rapid_agent.graphs.batch import arun, direct_handlers
 from rapid_agent.graphs.graph import run_sync
 from rapid_agent.inputs import ImageError, Sample
 
@@ -82,8 +82,9 @@ async def asolve_batch(
     if not samples:
         return []
     context = _context(context, overrides)
-    if direct_run_possible(context):  # the graph's nodes and routes without a LangGraph run per sample
-        invoke = partial(arun, context=context)
+    handlers = direct_handlers(context)
+    if handlers is not None:  # the graph's nodes and routes without a LangGraph run per sample
+        invoke = partial(arun, context=context, handlers=handlers)
     else:  # a caller's callbacks (tracing) or streaming: the compiled graph itself
         invoke = partial(get_graph().ainvoke, context=context)
     cohort = Cohort(len(samples))

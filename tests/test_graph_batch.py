@@ -70,7 +70,7 @@ def test_both_granularities_give_the_same_final_states(mode: str, tmp_path: Path
             reasoner=None if mode == "perception-only" else reasoner,
             mode="qcap+sol" if mode == "perception-only" else mode,
         )
-        monkeypatch.setattr("rapid_agent.api.direct_run_possible", lambda context, direct=direct: direct)
+        monkeypatch.setattr("rapid_agent.api.direct_handlers", lambda context, direct=direct: [] if direct else None)
         runs.append((solve_batch(items, context=context), captioner.num_calls, reasoner.num_calls))
     (direct_out, *direct_calls), (graph_out, *graph_calls) = runs
     assert [comparable(r) for r in direct_out] == [comparable(r) for r in graph_out]
@@ -122,7 +122,7 @@ def test_a_run_that_needs_langgraph_runs_the_graph() -> None:
     tracer = BaseCallbackHandler()
     token = handler.set(tracer)
     try:
-        assert not batch.direct_run_possible(context)  # tracing's hook: graph and node spans need the graph
+        assert not batch.direct_run_possible(context)  # a handler that does not declare direct_runs needs the graph
         tracer.enabled = False  # tracing switched off again (disable_tracing)
         assert batch.direct_run_possible(context)
     finally:

@@ -31,6 +31,7 @@ from rapid_agent.tracing import (
     span_record,
 )
 from tests.http_server import FakeChatServer, Reply, SeenRequest, chat_reply, error_reply
+from tests.test_graph_batch import comparable
 
 CAPTION = "<caption>two red dots on white</caption><solution>\\boxed{2}</solution>"
 QUESTION = "How many red dots are there?"
@@ -355,3 +356,72 @@ def test_a_tool_call_given_an_image_data_url_records_its_size_not_its_bytes(tmp_
     assert QUESTION in arguments and "data:image/png;base64,[REDACTED " in arguments
     assert span["attributes"]["gen_ai.tool.call.result"].startswith("two dots, seen in data:image/png;base64,[REDAC")
     assert payload[:16] not in json.dumps(span) and payload[-40:-24] not in json.dumps(span)
+
+
+def _shape(spans: list[dict]) -> list[tuple]:
+    """Each span as what tracing promises of it: name, its parent's name, attributes (timings aside, lists as
+    sets), status, event names, how many links; sorted, so that two runs of the same samples compare equal."""
+    names = {s["span_id"]: s["name"] for s in spans}
+
+    def attributes(span: dict) -> tuple:
+        kept = {k: v for k, v in span["attributes"].items() if not k.endswith(("_s", "latency", "duration"))}
+        # a batched call's per-request values follow the order its requests arrived in, which neither run fixes
+        kept = {k: sorted(v) if isinstance(v, list) else v for k, v in kept.items()}
+        return tuple(sorted((k, json.dumps(v, sort_keys=True)) for k, v in kept.items()))
+
+    return sorted(
+        (
+            s["name"],
+            names.get(s["parent_id"]),
+            attributes(s),
+            s["status"],
+            tuple(e["name"] for e in s["events"]),
+            len(s["links"]),
+        )
+        for s in spans
+    )
+
+
+def test_solve_batch_without_langgraph_traces_what_the_compiled_graph_traces(tmp_path, picture, monkeypatch):
+    """Traced, `solve_batch` walks the nodes itself and drives the tracing handler with a LangGraph run's events:
+    the same spans (names, parents, attributes, statuses, exception events, links) as through the compiled graph,
+    for answers right and wrong, an engine failure and an exception that escapes a node."""
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+
+    def reason(request):
+        if "(fails)" in request.prompt:
+            raise TimeoutError("reasoner timed out after 600 s")
+        return "\\boxed{2}" if "(right)" in request.prompt else "\\boxed{3}"
+
+    samples = [
+        {"image": str(picture), "question": f"{QUESTION} (right)", "answer": "2", "id": "a"},
+        {"image": str(picture), "question": f"{QUESTION} (wrong)", "answer": "2", "id": "b"},
+        {"image": str(picture), "question": f"{QUESTION} (fails)", "answer": "2", "id": "c"},
+        {"image": str(bad), "question": QUESTION, "answer": "2", "id": "d"},
+    ]
+    from rapid_agent.graphs import batch
+
+    driven = []
+    drive = batch._arun_with
+    monkeypatch.setattr(batch, "_arun_with", lambda *args: driven.append(args[0]["id"]) or drive(*args))
+    shapes, outputs = [], []
+    for direct in (True, False):
+        path = tmp_path / f"trace-{direct}.jsonl"
+        setup_tracing(str(path))
+        try:
+            if not direct:
+                monkeypatch.setattr("rapid_agent.api.direct_handlers", lambda context: None)
+            captioner, reasoner = engines(reason)
+            outputs.append(solve_batch(samples, context=RapidContext(captioner, reasoner)))
+        finally:
+            disable_tracing()
+        shapes.append(_shape(read_trace(path)))
+    assert sorted(driven) == ["a", "b", "c", "d"]  # the first run went without LangGraph, the second through it
+    assert [comparable(r) for r in outputs[0]] == [comparable(r) for r in outputs[1]]
+    assert shapes[0] == shapes[1]
+    names = [shape[0] for shape in shapes[0]]
+    assert names.count("invoke_workflow rapid") == 4 and names.count("rapid.perceive") == 4
+    assert ("rapid.perceive", "invoke_workflow rapid") in {shape[:2] for shape in shapes[0]}
+    assert ("chat qwen3-8b", "rapid.reason") in {shape[:2] for shape in shapes[0]}
+    assert any(shape[3] == "ERROR" and shape[0] == "rapid.perceive" for shape in shapes[0])  # the bad image

@@ -20,7 +20,7 @@ from typing import Any
 from rapid_agent.backends import Engine, GenerationConfig, load_engine
 from rapid_agent.config import RapidContext
 from rapid_agent.graphs import get_graph
-from rapid_agent.graphs.batch import arun, direct_run_possible
+from rapid_agent.graphs.batch import arun, direct_handlers
 from rapid_agent.serve.config import generation_for_request
 from rapid_agent.serve.protocol import ChatCompletionRequest
 
@@ -86,9 +86,10 @@ class Pipeline:
 
     async def _run(self, sample: dict, context: RapidContext) -> dict:
         """The graph's nodes driven directly (`graphs/batch.py`, the same final state) when nothing needs a LangGraph
-        run (no run config, no callback handler such as tracing's), else the compiled graph."""
-        if not self.run_config and direct_run_possible(context):
-            return await arun(sample, context)
+        run (no run config, no callback handler but tracing's, which it drives itself), else the compiled graph."""
+        handlers = None if self.run_config else direct_handlers(context)
+        if handlers is not None:
+            return await arun(sample, context, handlers)
         return await get_graph().ainvoke(sample, self.run_config, context=context)
 
     async def stream(

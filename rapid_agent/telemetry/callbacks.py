@@ -17,6 +17,7 @@ are named `<graph>.<node>`; LangGraph's bookkeeping runs share their node's span
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -85,6 +86,9 @@ class OTelCallbackHandler(BaseCallbackHandler):
 
     #: called in the run's own thread and loop (no executor hop): it only starts and ends spans
     run_inline = True
+    #: chain start, end and error are all it needs, so the graph's runs without LangGraph (`graphs/batch.py`) may
+    #: drive it with the same events; they make a node's span current with `current`
+    direct_runs = True
 
     def __init__(self, tracer_provider: Any = None) -> None:
         # a proxy until a provider is installed; it follows the global one from then on
@@ -141,6 +145,14 @@ class OTelCallbackHandler(BaseCallbackHandler):
             _live[run_id] = run
         with self._lock:
             self._own.add(run_id)
+
+    def current(self, run_id: UUID) -> contextlib.AbstractContextManager:
+        """The run's span as OpenTelemetry's current span while the block runs (what a node calls finds it so when
+        no LangChain run config is there to find it by); nothing for a run this handler has no span of."""
+        run = _live.get(run_id)
+        if run is None or run.span is None:
+            return contextlib.nullcontext()
+        return trace.use_span(run.span, end_on_exit=False, record_exception=False, set_status_on_exception=False)
 
     @staticmethod
     def _images(inputs: dict, parent: _Run | None, is_workflow: bool) -> dict:
