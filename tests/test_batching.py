@@ -246,3 +246,21 @@ def test_a_request_from_outside_a_cohort_keeps_its_window_when_a_cohorts_request
         return text
 
     assert asyncio.run(main()) == "PLAIN"
+
+
+def test_a_stop_request_arriving_during_shutdown_does_not_cut_the_clean_up_short():
+    """Two stop requests close together (a close and a finaliser): the second, handled once the loop had stopped,
+    used to end the clean-up's run early ("Event loop stopped before Future completed") in the batcher's thread."""
+    batcher = MicroBatcher(FunctionEngine(echo, spec="fn:stopped-twice"))
+    assert batcher.submit(ChatRequest("a"), GEN).text == "A"
+    loop = batcher._loop
+    thread = next(t for t in threading.enumerate() if t.name == "batcher:fn:stopped-twice")
+    errors: list[BaseException] = []
+    previous = threading.excepthook
+    threading.excepthook = lambda args: errors.append(args.exc_value)
+    try:
+        loop.call_soon_threadsafe(lambda: (loop.stop(), loop.call_soon(loop.stop)))  # the second comes a pass later
+        thread.join(10)
+    finally:
+        threading.excepthook = previous
+    assert not thread.is_alive() and loop.is_closed() and errors == []

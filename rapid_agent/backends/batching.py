@@ -414,16 +414,29 @@ def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
         for task in tasks:
             task.cancel()
         if tasks:
-            loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+            _run_to_end(loop, asyncio.gather(*tasks, return_exceptions=True))
         with _closers_lock:
             closers = _loop_closers.pop(loop, [])
         for close in closers:
             try:
-                loop.run_until_complete(close())
+                _run_to_end(loop, close())
             except Exception:  # noqa: S110 - a pool that fails to close must not keep the others open
                 pass
-        loop.run_until_complete(loop.shutdown_default_executor())
+        _run_to_end(loop, loop.shutdown_default_executor())
         loop.close()
+
+
+def _run_to_end(loop: asyncio.AbstractEventLoop, awaitable: Awaitable[object]) -> None:
+    """`loop.run_until_complete(awaitable)` on a loop that has stopped, which a stop request arriving meanwhile (one
+    already queued when the loop first stopped) does not cut short: the clean-up runs to its end."""
+    future = asyncio.ensure_future(awaitable, loop=loop)
+    while True:
+        try:
+            loop.run_until_complete(future)
+            return
+        except RuntimeError:
+            if future.done() or loop.is_closed():
+                raise
 
 
 def _stop_loop(loop: asyncio.AbstractEventLoop) -> None:
