@@ -112,9 +112,9 @@ def test_vpo_reward_is_the_graphs_verdict_one_graph_run_per_sample(monkeypatch) 
             runs.append(sample)
             return await graph.ainvoke(sample, context=context)
 
-    async def counting_direct(sample, context):
+    async def counting_direct(sample, context, handlers=()):
         runs.append(sample)
-        return await direct(sample, context)
+        return await direct(sample, context, handlers)
 
     outputs = {"a": "So \\boxed{3}.", "b": "\\boxed{\\frac{6}{2}}", "c": "\\boxed{4}", "d": "\\boxed{B}"}
     reasoner = reasoner_reading(lambda cap: outputs[cap])
