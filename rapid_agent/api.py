@@ -3,7 +3,8 @@
 `solve_batch` knows how many runs it starts, so it tells the engines' micro-batchers (a `Cohort`): each engine then
 gets the batch's requests as one call, instead of whatever a debounce window happened to catch. It drives the
 graph's nodes directly (`graphs/batch.py`: the same nodes, routes and final state, at a fraction of a LangGraph run's
-CPU per sample) unless a callback handler (tracing) or streaming needs the compiled graph itself. Samples that carry
+CPU per sample; tracing's callback handler gets the events a LangGraph run would send it) unless streaming or
+another callback handler (LangSmith's) needs the compiled graph itself. Samples that carry
 `captioner_output` skip the captioner; a context without a reasoner stops after perception. Both sync functions
 work from code that already runs an event loop (a notebook, an async web handler).
 
@@ -85,7 +86,7 @@ async def asolve_batch(
     handlers = direct_handlers(context)
     if handlers is not None:  # the graph's nodes and routes without a LangGraph run per sample
         invoke = partial(arun, context=context, handlers=handlers)
-    else:  # a caller's callbacks (tracing) or streaming: the compiled graph itself
+    else:  # streaming, or a callback handler only a LangGraph run can feed: the compiled graph itself
         invoke = partial(get_graph().ainvoke, context=context)
     cohort = Cohort(len(samples))
 
