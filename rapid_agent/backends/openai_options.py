@@ -86,7 +86,7 @@ class OpenAIOptions:
         default="auto",
         metadata={
             "help": "The HTTP client under the openai SDK. 'aiohttp': the SDK's own aiohttp transport "
-            "(openai[aiohttp], DefaultAioHttpClient), a third to a quarter of httpx's CPU a request "
+            "(openai[aiohttp], DefaultAioHttpClient), a half to a third of httpx's CPU a request "
             "(benchmarks/overhead.py); close each event loop's pool yourself (await engine.aclose() on it) before "
             "the loop ends. 'httpx': the SDK's default. 'auto': aiohttp on the loops whose end the engine sees, "
             "where it closes the pool itself (the micro-batcher's, which every graph run goes through, and a "
