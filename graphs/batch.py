@@ -91,19 +91,29 @@ def _initial_state(sample: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def arun(sample: Mapping[str, Any], context: RapidContext, handlers: Sequence[Any] = ()) -> dict:
-    """One sample along perceive -> reason -> score as the compiled graph runs it (see the module); `handlers`
-    (from `direct_handlers`) get the events of the graph run and its nodes."""
-    if handlers:
-        return await _arun_with(sample, context, handlers)
-    state = _initial_state(sample)
-    _apply(state, await perceive(state, context))
-    after = route_after_perceive(state, context)
-    if after == "reason":
-        _apply(state, await reason(state, context))
-        after = after_reason(state)
-    if after == "score":
-        _apply(state, await score(state, context))
-    return {key: state[key] for key in STATE_KEYS if key in state}
+    """One sample along perceive -> reason -> score as the compiled graph runs it (see the module). `handlers`
+    (from `direct_handlers`) get what a LangGraph run of the compiled graph sends a handler that keeps to chain
+    events: the graph run's start (the sample) and end (the final state) or error, and within it each node's, with
+    LangGraph's node metadata, while the node's run is current for what it calls."""
+    run_id = uuid4() if handlers else None
+    _send(handlers, "on_chain_start", {}, dict(sample), run_id=run_id, parent_run_id=None, name=GRAPH_NAME)
+    try:
+        state = _initial_state(sample)
+        node: str | None = "perceive"
+        step = 1
+        while node is not None:
+            if handlers:
+                update = await _traced_node(node, step, state, context, handlers, run_id)
+            else:
+                update = await _NODES[node](state, context)
+            _apply(state, update)
+            node, step = _next_node(node, state, context), step + 1
+        final = {key: state[key] for key in STATE_KEYS if key in state}
+    except BaseException as exc:
+        _send(handlers, "on_chain_error", exc, run_id=run_id)
+        raise
+    _send(handlers, "on_chain_end", final, run_id=run_id)
+    return final
 
 
 def _next_node(node: str, state: dict, context: RapidContext) -> str | None:
@@ -122,36 +132,22 @@ def _send(handlers: Sequence[Any], event: str, *args: Any, **kwargs: Any) -> Non
         getattr(handler, event)(*args, **kwargs)
 
 
-async def _arun_with(sample: Mapping[str, Any], context: RapidContext, handlers: Sequence[Any]) -> dict:
-    """`arun` sending `handlers` what a LangGraph run of the compiled graph sends a handler that keeps to chain
-    events: the graph run's start (the sample) and end (the final state) or error, and within it each node's, with
-    LangGraph's node metadata, while the node's run is current for what it calls."""
-    run_id = uuid4()
-    _send(handlers, "on_chain_start", {}, dict(sample), run_id=run_id, parent_run_id=None, name=GRAPH_NAME)
+async def _traced_node(
+    node: str, step: int, state: dict, context: RapidContext, handlers: Sequence[Any], run_id: Any
+) -> dict:
+    """One node under the graph run `run_id`, with the events LangGraph sends about it."""
+    node_id = uuid4()
+    metadata = {"langgraph_step": step, "langgraph_node": node}
+    tags = [f"graph:step:{step}"]
+    _send(handlers, "on_chain_start", {}, state, run_id=node_id, parent_run_id=run_id, tags=tags,
+          metadata=metadata, name=node)  # fmt: skip
     try:
-        state = _initial_state(sample)
-        node: str | None = "perceive"
-        step = 1
-        while node is not None:
-            node_id = uuid4()
-            metadata = {"langgraph_step": step, "langgraph_node": node}
-            tags = [f"graph:step:{step}"]
-            _send(handlers, "on_chain_start", {}, state, run_id=node_id, parent_run_id=run_id, tags=tags,
-                  metadata=metadata, name=node)  # fmt: skip
-            try:
-                with contextlib.ExitStack() as scope:
-                    for handler in handlers:
-                        scope.enter_context(handler.current(node_id))
-                    update = await _NODES[node](state, context)
-            except BaseException as exc:
-                _send(handlers, "on_chain_error", exc, run_id=node_id)
-                raise
-            _send(handlers, "on_chain_end", update, run_id=node_id)
-            _apply(state, update)
-            node, step = _next_node(node, state, context), step + 1
-        final = {key: state[key] for key in STATE_KEYS if key in state}
+        with contextlib.ExitStack() as scope:
+            for handler in handlers:
+                scope.enter_context(handler.current(node_id))
+            update = await _NODES[node](state, context)
     except BaseException as exc:
-        _send(handlers, "on_chain_error", exc, run_id=run_id)
+        _send(handlers, "on_chain_error", exc, run_id=node_id)
         raise
-    _send(handlers, "on_chain_end", final, run_id=run_id)
-    return final
+    _send(handlers, "on_chain_end", update, run_id=node_id)
+    return update
