@@ -11,6 +11,7 @@ from PIL import Image
 from rapid_agent import RapidContext, solve_batch
 from rapid_agent.backends.stand_in import FunctionEngine
 from rapid_agent.tracing import disable_tracing, eval_batch, flush_tracing, read_metrics, read_trace, setup_tracing
+from tests.tiny_rl import tiny_settings
 
 
 @pytest.fixture
@@ -62,22 +63,11 @@ def test_training_steps_are_spans_with_the_reasoner_calls_under_them(trace_file,
         lambda r: "\\boxed{7}" if re.search(r"\d", caption.search(r.prompt).group(1)) else "\\boxed{0}", spec="fn:llm"
     )
     data = prepare_dataset(build_world(8, 2, seed=0)["train"].map(lambda row: {"answer": "7"}), mode="cap")[0]
+    captioner = ensure_tiny_captioner(tmp_path / "captioner")
     config = VPOConfig(
-        output_dir=str(tmp_path / "vpo"),
-        model_name_or_path=str(ensure_tiny_captioner(tmp_path / "captioner")),
-        mode="cap",
-        reasoner="hf:unused-stand-in",
-        judge="off",
-        per_device_train_batch_size=4,
-        num_generations=4,
-        max_completion_length=8,
-        max_steps=2,
-        logging_steps=1,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        disable_tqdm=True,
-        seed=0,
+        **tiny_settings(
+            tmp_path / "vpo", captioner, mode="cap", per_device_train_batch_size=4, max_completion_length=8
+        )
     )
     trainer = build_trainer(config, reasoner=reasoner, train_dataset=data)  # its OTel callback is built in
     assert sum(isinstance(c, OTelTrainerCallback) for c in trainer.callback_handler.callbacks) == 1
